@@ -1,0 +1,130 @@
+/* Configuration: /etc/smtprelay.conf (libconfuse) -> one typed, validated struct. */
+#ifndef SMTPRELAY_CONF_H
+#define SMTPRELAY_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define CONF_DEFAULT_PATH SYSCONFDIR "/smtprelay.conf"
+
+enum conf_tls_mode { CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT, CONF_TLS_NONE };
+
+enum conf_auth_mech {
+	CONF_AUTH_PLAIN = 1 << 0,
+	CONF_AUTH_LOGIN = 1 << 1,
+	CONF_AUTH_XOAUTH2 = 1 << 2,
+	CONF_AUTH_OAUTHBEARER = 1 << 3,
+};
+
+struct conf_port {
+	unsigned port;
+	enum conf_tls_mode mode;
+};
+
+struct conf_listen {
+	char *spec;			/* as written, e.g. "[::1]:25" */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+struct conf_cidr {
+	int family;			/* AF_INET or AF_INET6 */
+	unsigned char addr[16];		/* network address, host bits zeroed */
+	unsigned prefix;
+};
+
+struct conf_smarthost {
+	char *name;
+	int line;			/* config line of the section, for messages */
+	char *host;
+	struct conf_port *ports;
+	size_t nports;
+	char *username;
+	char *password;			/* secret: from password or password_file; never logged */
+	char *password_file;
+	char *password_command;
+	unsigned auth_mechs;		/* CONF_AUTH_* bits; 0 = best offered */
+	bool tls_verify;
+	char *tls_ca_file;		/* NULL when unset */
+	int tls_min_version;		/* OpenSSL constant value, e.g. 0x0303 for TLS 1.2 */
+	bool has_fingerprint;
+	unsigned char fingerprint[32];	/* sha256 of the leaf's DER SubjectPublicKeyInfo */
+	unsigned connect_timeout;
+	unsigned command_timeout;
+	unsigned max_connections;
+	unsigned max_messages_per_connection;
+	double rate_per_sec;		/* 0 = unlimited */
+	char *oauth2_token_url;
+	char *oauth2_client_id;
+	char *oauth2_client_secret_file;
+	char *oauth2_client_secret;	/* secret, loaded with the others */
+	char *oauth2_refresh_token_file;
+	char *oauth2_scope;
+};
+
+struct conf_alias {
+	char *name;			/* local name, lower-cased */
+	char **targets;			/* addresses or local names */
+	size_t ntargets;
+	bool from_block;		/* aliases { } block (wins over aliases_file) */
+};
+
+struct config {
+	char *path;			/* as given */
+	char *hostname;
+	struct conf_listen *listen;
+	size_t nlisten;
+	struct conf_cidr *allow;
+	size_t nallow;
+	char *spool_dir;
+	char *user;
+	unsigned smtpd_timeout;
+	size_t max_message_size;
+	unsigned max_recipients;
+	unsigned max_connections;
+	char *admin_address;		/* NULL when unset */
+	struct conf_alias *aliases;	/* merged: block entries win over the file's */
+	size_t naliases;
+	char *aliases_file;		/* NULL when unset */
+	char *from_address;		/* NULL when unset */
+	bool rewrite_from_header;
+	unsigned retry_min;
+	unsigned retry_max;
+	unsigned queue_lifetime;
+	struct conf_smarthost *smarthosts;
+	size_t nsmarthosts;
+};
+
+/* Parse and validate.  On failure returns NULL and appends one
+ * "FILE:LINE: message\n" per problem to *errors (malloc'd; caller frees).
+ * Warnings (e.g. world-readable secrets) go to the log.  Secrets are not
+ * read here: see conf_load_secrets. */
+struct config *conf_load(const char *path, char **errors);
+/* Read password_file / oauth2 secret files (before dropping privileges).
+ * With old != NULL (SIGHUP), an unreadable secret keeps its old value with a
+ * warning.  Returns 0, or -1 with messages appended to *errors. */
+int conf_load_secrets(struct config *c, const struct config *old, char **errors);
+void conf_free(struct config *c);
+
+/* Config file to use: -C/-c value, else $SMTPRELAY_CONF, else the default. */
+const char *conf_default_path(const char *given);
+
+/* Alias resolution for one recipient: local names (bare, @localhost,
+ * @hostname) go through aliases (recursively, loops detected), then to
+ * admin_address; the result is a list of fully qualified addresses.
+ * Returns the number of addresses in *out (malloc'd array of malloc'd strings),
+ * or -1 with a message in err. */
+int conf_resolve(const struct config *c, const char *addr, char ***out, char *err, size_t errlen);
+/* Envelope sender rewriting: a local sender becomes from_address when set,
+ * else is qualified with hostname.  "" (null sender) stays "".  New string. */
+char *conf_rewrite_sender(const struct config *c, const char *sender);
+
+/* Parse a duration "300", "5m", "1h", "2d", "30s" into seconds; -1 if bad. */
+long conf_parse_duration(const char *s);
+/* Parse a rate "14/s", "30/min", "1000/h", "0"; returns messages/second or -1. */
+double conf_parse_rate(const char *s);
+
+#endif

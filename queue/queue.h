@@ -1,0 +1,121 @@
+/* The durable spool queue.
+ *
+ * Layout under spool_dir (Postfix's model):
+ *   maildrop/  1730 user:group  setgid front end drops new messages here
+ *   queue/     0700 user        messages owned by the daemon
+ *   corrupt/   0700 user        unreadable files are moved here, never deleted
+ *   public/    0710 user:group  (daemon sockets; later issues)
+ *
+ * One message = one content file ("queue/ID" or "maildrop/ID") holding the
+ * envelope header then the message content, written once, plus an optional
+ * state file "queue/ID.state" holding per-recipient state, replaced
+ * atomically.  Temporary files start with "tmp." and are removed by scans
+ * when stale.  Every file read back is untrusted input.
+ */
+#ifndef SMTPRELAY_QUEUE_H
+#define SMTPRELAY_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define QID_LEN 20			/* max characters of a queue id */
+#define QID_SIZE (QID_LEN + 1)
+
+enum q_area { Q_MAILDROP, Q_QUEUE };
+
+enum q_rcpt_state { Q_PENDING, Q_DEFERRED, Q_DELIVERED, Q_FAILED };
+
+/* DSN NOTIFY bits (RFC 3461); 0 = not given (default: failure). */
+enum q_notify { Q_NOTIFY_NEVER = 1, Q_NOTIFY_SUCCESS = 2, Q_NOTIFY_FAILURE = 4, Q_NOTIFY_DELAY = 8 };
+enum q_ret { Q_RET_DEFAULT, Q_RET_FULL, Q_RET_HDRS };
+
+struct q_rcpt {
+	char *addr;			/* resolved, fully qualified */
+	char *orcpt;			/* as originally given (NULL if same) */
+	unsigned notify;
+	enum q_rcpt_state state;
+	unsigned attempts;
+	time_t next_attempt;		/* 0 = now */
+	time_t last_attempt;		/* 0 = never */
+	char *last_reason;		/* NULL when none */
+};
+
+struct q_envelope {
+	char id[QID_SIZE];		/* filled by the queue */
+	int64_t arrival_us;		/* microseconds since the epoch; 0 = now */
+	char *sender;			/* "" = null sender */
+	struct q_rcpt *rcpts;
+	size_t nrcpts;
+	char *envid;			/* DSN ENVID, NULL when none */
+	enum q_ret ret;
+	bool smtputf8;
+	bool eightbit;			/* BODY=8BITMIME */
+	long uid;			/* submitting uid; -1 for the listener */
+	char *origin;			/* "sendmail", "smtp [127.0.0.1]"... for logs */
+	/* Filled when read back: */
+	uint64_t size;			/* bytes of content */
+	uint64_t content_offset;	/* where content starts in the file */
+	unsigned dsn_count;		/* DSNs already generated for it */
+};
+
+struct queue;
+struct qwriter;
+
+/* Open a spool; with create, make the subdirectories (modes above) if missing.
+ * NULL on error with a message naming the path in err. */
+struct queue *queue_open(const char *spool_dir, bool create, char *err, size_t errlen);
+void queue_close(struct queue *q);
+const char *queue_path(const struct queue *q);
+
+/* New unique queue id (time + pid + random), unique across processes and restarts. */
+void queue_new_id(char id[QID_SIZE]);
+
+/* Writing a message: the envelope is written first, content streamed after,
+ * then commit makes it durable (size fixed up, fsync file, rename into place
+ * without replacing, fsync directory).  Nothing is visible before commit.
+ * env->id is set at open. */
+struct qwriter *qwriter_open(struct queue *q, enum q_area area, struct q_envelope *env,
+    char *err, size_t errlen);
+const char *qwriter_id(const struct qwriter *w);
+int qwriter_write(struct qwriter *w, const void *data, size_t len);
+uint64_t qwriter_size(const struct qwriter *w);
+/* 0 on success (the message is durably queued); -1 with err set (ENOSPC etc.
+ * in errno).  Frees w in all cases. */
+int qwriter_commit(struct qwriter *w, char *err, size_t errlen);
+void qwriter_abort(struct qwriter *w);
+
+/* Read a message's envelope (content file header + state file).  A corrupt
+ * or truncated file returns -1 with errno EBADMSG and err describing it;
+ * the caller decides to quarantine. */
+int queue_read(struct queue *q, enum q_area area, const char *id, struct q_envelope **env,
+    char *err, size_t errlen);
+void q_envelope_free(struct q_envelope *env);
+/* Open the content file for reading, positioned at the content. */
+int queue_open_content(struct queue *q, enum q_area area, const struct q_envelope *env);
+
+/* Replace queue/ID.state atomically with env's per-recipient state (durable). */
+int queue_update_state(struct queue *q, const struct q_envelope *env, char *err, size_t errlen);
+/* Remove a finished message (content and state), durably. */
+int queue_remove(struct queue *q, enum q_area area, const char *id);
+/* Move a bad file to corrupt/ with a log line naming why. */
+int queue_quarantine(struct queue *q, enum q_area area, const char *id, const char *why);
+
+/* Exclusive, non-blocking lock on a message so two deliverers never work on
+ * one: returns an fd to keep while working (close to release), -1 with
+ * errno EWOULDBLOCK if someone else holds it. */
+int queue_lock(struct queue *q, const char *id);
+
+/* List message ids of an area, sorted by arrival; stale temporary files are
+ * removed (older than max_tmp_age seconds).  Returns count, -1 on error. */
+int queue_scan(struct queue *q, enum q_area area, char (**ids)[QID_SIZE], time_t max_tmp_age);
+
+/* Move one maildrop message into queue/: validated as untrusted, copied to a
+ * daemon-owned file, then removed from maildrop.  A bad file is quarantined. */
+int queue_pickup(struct queue *q, const char *id, char *err, size_t errlen);
+
+const char *q_state_name(enum q_rcpt_state s);
+
+#endif
