@@ -1,0 +1,184 @@
+#include "config.h"
+#include "frontend/bs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "frontend/enqueue.h"
+#include "frontend/priv.h"
+#include "lib/fsutil.h"
+#include "queue/submit.h"
+#include "smtp/server.h"
+
+struct bs_ctx {
+	const struct sendmail_opts *o;
+	const struct config *c;
+	struct queue *q;
+	struct submit *s;
+	const char *full_name;
+	char gecos[256];
+};
+
+static void bs_reply(struct smtp_reply *r, const struct submit_error *e)
+{
+	r->code = e->smtp_code ? e->smtp_code : 451;
+	snprintf(r->text, sizeof(r->text), "%s %s", e->enhanced[0] ? e->enhanced : "4.3.0",
+	    e->text);
+}
+
+static int bs_rcpt(void *ctx, const char *rcpt, struct smtp_reply *fail)
+{
+	struct bs_ctx *b = ctx;
+	struct submit_error e = { 0 };
+	char **list = NULL;
+	size_t n = 0;
+
+	if (submit_resolve(b->c, rcpt, &list, &n, &e) < 0) {
+		bs_reply(fail, &e);
+		return -1;
+	}
+	submit_free_list(list, n);
+	return 0;
+}
+
+static int bs_begin(void *ctx, const struct smtp_envelope_in *env, struct smtp_reply *fail)
+{
+	struct bs_ctx *b = ctx;
+	struct submit_error e = { 0 };
+	struct submit_params p = {
+		.conf = b->c, .queue = b->q, .area = Q_MAILDROP,
+		.sender = env->sender, .rcpts = env->rcpts, .nrcpts = env->nrcpts,
+		.full_name = b->full_name, .envid = env->envid,
+		.ret = env->ret == 1 ? Q_RET_FULL : env->ret == 2 ? Q_RET_HDRS : Q_RET_DEFAULT,
+		.eightbit = env->eightbit, .smtputf8 = env->smtputf8,
+		.uid = (long)getuid(), .origin = "sendmail -bs",
+	};
+
+	priv_raise();
+	b->s = submit_begin(&p, &e);
+	if (!b->s) {
+		priv_lower();
+		bs_reply(fail, &e);
+		return -1;
+	}
+	return 0;
+}
+
+static int bs_write(void *ctx, const char *data, size_t len, struct smtp_reply *fail)
+{
+	struct bs_ctx *b = ctx;
+	struct submit_error e = { 0 };
+
+	if (submit_write(b->s, data, len, &e) < 0) {
+		submit_abort(b->s);
+		b->s = NULL;
+		priv_lower();
+		bs_reply(fail, &e);
+		return -1;
+	}
+	return 0;
+}
+
+static int bs_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_reply *fail)
+{
+	struct bs_ctx *b = ctx;
+	struct submit_error e = { 0 };
+	char id[QID_SIZE];
+	int r;
+
+	r = submit_commit(b->s, id, &e);
+	b->s = NULL;
+	priv_lower();
+	if (r < 0) {
+		bs_reply(fail, &e);
+		return -1;
+	}
+	snprintf(queue_id, idlen, "%s", id);
+	return 0;
+}
+
+static void bs_abort(void *ctx)
+{
+	struct bs_ctx *b = ctx;
+
+	if (b->s) {
+		submit_abort(b->s);
+		b->s = NULL;
+		priv_lower();
+	}
+}
+
+static const struct smtp_server_sink bs_sink = {
+	.rcpt = bs_rcpt, .begin = bs_begin, .write = bs_write,
+	.commit = bs_commit, .abort = bs_abort,
+};
+
+static int bs_flush(struct smtp_server *srv)
+{
+	const char *out;
+	size_t len;
+
+	while ((out = smtp_server_output(srv, &len)) && len > 0) {
+		if (fs_write_all(STDOUT_FILENO, out, len) < 0)
+			return -1;
+		smtp_server_consume_output(srv, len);
+	}
+	return 0;
+}
+
+static int bs_loop(struct smtp_server *srv)
+{
+	char buf[16384];
+	ssize_t n;
+
+	while (!smtp_server_closing(srv)) {
+		if (bs_flush(srv) < 0)
+			return EX_IOERR;
+		n = read(STDIN_FILENO, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			smtp_server_eof(srv);
+			break;
+		}
+		if (smtp_server_input(srv, buf, (size_t)n) < 0)
+			return EX_TEMPFAIL;
+	}
+	return bs_flush(srv) < 0 ? EX_IOERR : EX_OK;
+}
+
+int bs_run(const struct sendmail_opts *o, const struct config *c)
+{
+	struct bs_ctx b = { .o = o, .c = c };
+	struct smtp_server_params sp = {
+		.hostname = c->hostname, .peer_allowed = true,
+		.max_message_size = c->max_message_size, .max_recipients = c->max_recipients,
+		.sink = &bs_sink, .sink_ctx = &b,
+	};
+	struct smtp_server *srv;
+	char err[512];
+	int r;
+
+	priv_raise();
+	b.q = queue_open(c->spool_dir, !priv_have(), err, sizeof(err));
+	priv_lower();
+	if (!b.q) {
+		printf("421 4.3.0 %s Service not available: %s\r\n", c->hostname, err);
+		return EX_TEMPFAIL;
+	}
+	b.full_name = enqueue_full_name(o->full_name, b.gecos, sizeof(b.gecos));
+	srv = smtp_server_new(&sp);
+	if (!srv) {
+		queue_close(b.q);
+		return EX_TEMPFAIL;
+	}
+	r = bs_loop(srv);
+	smtp_server_free(srv);
+	bs_abort(&b);
+	queue_close(b.q);
+	return r;
+}

@@ -1,0 +1,201 @@
+#include "config.h"
+#include "frontend/enqueue.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "frontend/priv.h"
+#include "lib/addr.h"
+#include "lib/rfc5322.h"
+#include "queue/submit.h"
+
+#define ENQUEUE_CHUNK 65536
+
+char *enqueue_sender(const char *given)
+{
+	struct passwd *pw;
+	size_t len;
+
+	if (!given) {
+		pw = getpwuid(getuid());
+		return strdup(pw && pw->pw_name[0] ? pw->pw_name : "nobody");
+	}
+	len = strlen(given);
+	if (len >= 2 && given[0] == '<' && given[len - 1] == '>') {
+		given++;
+		len -= 2;
+	}
+	if (len == 0)
+		return strdup("");
+	if (len > ADDR_MAX)
+		return NULL;
+	char *s = strndup(given, len);
+	if (s && !addr_valid(s, ADDR_ALLOW_BARE | ADDR_ALLOW_UTF8)) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+const char *enqueue_full_name(const char *given, char *buf, size_t len)
+{
+	const char *env = getenv("NAME");
+	struct passwd *pw;
+	size_t n;
+
+	if (given)
+		return given;
+	if (env && *env)
+		return env;
+	pw = getpwuid(getuid());
+	if (!pw || !pw->pw_gecos || !pw->pw_gecos[0])
+		return NULL;
+	/* GECOS: "Full Name,room,phone,...": the name is the first field. */
+	n = strcspn(pw->pw_gecos, ",");
+	if (n == 0 || n >= len)
+		return NULL;
+	memcpy(buf, pw->pw_gecos, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Command-line recipients may be RFC 5322 lists ("a@b, Name <c@d>"). */
+static int enqueue_args(const struct sendmail_opts *o, char ***out, size_t *n)
+{
+	for (int i = 0; i < o->nrcpts; i++) {
+		char **list = NULL;
+		size_t cnt = 0, skipped = 0;
+
+		if (rfc5322_parse_addrlist(o->rcpts[i], strlen(o->rcpts[i]), &list, &cnt,
+		    &skipped) < 0)
+			return EX_TEMPFAIL;
+		if (cnt == 0 || skipped) {
+			rfc5322_free_list(list, cnt);
+			fprintf(stderr, "sendmail: bad recipient address: \"%s\"\n", o->rcpts[i]);
+			return EX_USAGE;
+		}
+		for (size_t j = 0; j < cnt; j++) {
+			char **nl = realloc(*out, (*n + 1) * sizeof(*nl));
+			if (!nl) {
+				rfc5322_free_list(list, cnt);
+				return EX_TEMPFAIL;
+			}
+			*out = nl;
+			nl[(*n)++] = list[j];
+			list[j] = NULL;
+		}
+		rfc5322_free_list(list, cnt);
+	}
+	return EX_OK;
+}
+
+static int enqueue_fail(const struct submit_error *e)
+{
+	fprintf(stderr, "sendmail: fatal: %s\n", e->text);
+	return e->exit_code ? e->exit_code : EX_SOFTWARE;
+}
+
+static int enqueue_copy(struct submit *s, struct submit_error *e)
+{
+	char *buf = malloc(ENQUEUE_CHUNK);
+	ssize_t n;
+
+	if (!buf) {
+		e->exit_code = EX_TEMPFAIL;
+		snprintf(e->text, sizeof(e->text), "out of memory");
+		return -1;
+	}
+	for (;;) {
+		n = read(STDIN_FILENO, buf, ENQUEUE_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			e->exit_code = EX_IOERR;
+			snprintf(e->text, sizeof(e->text), "reading the message from standard input: %s",
+			    strerror(errno));
+			break;
+		}
+		if (n == 0 || submit_write(s, buf, (size_t)n, e) < 0)
+			break;
+	}
+	free(buf);
+	return n == 0 ? 0 : -1;
+}
+
+static int enqueue_run(const struct sendmail_opts *o, const struct config *c,
+    struct submit_params *p)
+{
+	struct submit_error e = { 0 };
+	char id[QID_SIZE], err[512];
+	struct submit *s;
+	int r;
+
+	priv_raise();
+	p->queue = queue_open(c->spool_dir, !priv_have(), err, sizeof(err));
+	if (!p->queue) {
+		priv_lower();
+		fprintf(stderr, "sendmail: fatal: %s\n", err);
+		return errno == EACCES ? EX_TEMPFAIL : EX_CANTCREAT;
+	}
+	s = submit_begin(p, &e);
+	r = s ? enqueue_copy(s, &e) : -1;
+	if (r < 0 && s)
+		submit_abort(s);
+	else if (r == 0)
+		r = submit_commit(s, id, &e);
+	priv_lower();
+	queue_close(p->queue);
+	if (r < 0)
+		return enqueue_fail(&e);
+	if (o->verbose)
+		fprintf(stderr, "sendmail: queued as %s\n", id);
+	return EX_OK;
+}
+
+int enqueue_stdin(const struct sendmail_opts *o, const struct config *c)
+{
+	struct submit_params p = { 0 };
+	char gecos[256], **rcpts = NULL, *sender;
+	size_t n = 0;
+	int r;
+
+	sender = enqueue_sender(o->sender);
+	if (!sender) {
+		fprintf(stderr, "sendmail: bad sender address: \"%s\"\n", o->sender);
+		return EX_USAGE;
+	}
+	r = enqueue_args(o, &rcpts, &n);
+	if (r == EX_OK && n == 0 && !o->extract) {
+		fprintf(stderr, "sendmail: fatal: no recipients specified "
+		    "(give them as arguments, or use -t to read them from the headers)\n");
+		r = EX_NOUSER;
+	}
+	if (r == EX_OK) {
+		p.conf = c;
+		p.area = Q_MAILDROP;
+		p.sender = sender;
+		p.rcpts = rcpts;
+		p.nrcpts = n;
+		p.extract_rcpts = o->extract;
+		p.from_stdin = true;
+		p.dot_ends = !o->ignore_dots;
+		p.full_name = enqueue_full_name(o->full_name, gecos, sizeof(gecos));
+		p.notify = o->notify;
+		p.ret = o->ret;
+		p.envid = o->envid;
+		p.eightbit = o->eightbit;
+		p.uid = (long)getuid();
+		p.origin = "sendmail";
+		r = enqueue_run(o, c, &p);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(rcpts[i]);
+	free(rcpts);
+	free(sender);
+	return r;
+}

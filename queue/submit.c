@@ -1,0 +1,373 @@
+#include "config.h"
+#include "queue/submit.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+
+#include "lib/addr.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/msg.h"
+#include "lib/rfc5322.h"
+
+struct submit {
+	const struct config *conf;
+	struct queue *queue;
+	enum q_area area;
+	struct msg *msg;
+	struct qwriter *w;
+	struct q_envelope env;
+	char **rcpts;			/* resolved, deduplicated */
+	size_t nrcpts;
+	unsigned notify;
+	bool extract;
+	char *received;
+	struct submit_error err;	/* first failure seen in the output path */
+	bool failed;
+};
+
+static void submit_set_error(struct submit_error *e, int exit_code, int smtp_code,
+    const char *enhanced, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void submit_set_error(struct submit_error *e, int exit_code, int smtp_code,
+    const char *enhanced, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!e)
+		return;
+	e->exit_code = exit_code;
+	e->smtp_code = smtp_code;
+	snprintf(e->enhanced, sizeof(e->enhanced), "%s", enhanced);
+	va_start(ap, fmt);
+	vsnprintf(e->text, sizeof(e->text), fmt, ap);
+	va_end(ap);
+}
+
+/* Map a spool errno to what the caller should tell its client (DESIGN §3:
+ * disk full or spool unwritable is a temporary failure, 452 / exit 75). */
+static void submit_spool_error(struct submit_error *e, int err, const char *what)
+{
+	switch (err) {
+	case ENOSPC:
+	case EDQUOT:
+	case EFBIG:
+		submit_set_error(e, EX_TEMPFAIL, 452, "4.3.1",
+		    "Insufficient system storage: %s", what);
+		break;
+	case EACCES:
+	case EPERM:
+	case EROFS:
+		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0",
+		    "spool not writable: %s", what);
+		break;
+	case ENOENT:
+	case ENOTDIR:
+		submit_set_error(e, EX_CANTCREAT, 451, "4.3.0",
+		    "spool missing: %s", what);
+		break;
+	case ENOMEM:
+		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory: %s", what);
+		break;
+	default:
+		submit_set_error(e, EX_IOERR, 451, "4.3.0", "spool error: %s", what);
+		break;
+	}
+}
+
+void submit_free_list(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+static int submit_list_add(char ***list, size_t *n, const char *addr)
+{
+	char **nl;
+
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*list)[i], addr) == 0)
+			return 0;
+	nl = realloc(*list, (*n + 1) * sizeof(*nl));
+	if (!nl)
+		return -1;
+	*list = nl;
+	nl[*n] = strdup(addr);
+	if (!nl[*n])
+		return -1;
+	(*n)++;
+	return 0;
+}
+
+int submit_resolve(const struct config *conf, const char *given, char ***list, size_t *n,
+    struct submit_error *e)
+{
+	char err[256] = "", **out = NULL;
+	int cnt;
+
+	if (!addr_valid(given, ADDR_ALLOW_BARE | ADDR_ALLOW_UTF8)) {
+		submit_set_error(e, EX_USAGE, 501, "5.1.3",
+		    "bad recipient address syntax: <%s>", given);
+		return -1;
+	}
+	cnt = conf_resolve(conf, given, &out, err, sizeof(err));
+	if (cnt < 0) {
+		submit_set_error(e, EX_CONFIG, 451, "4.3.5", "cannot resolve <%s>: %s",
+		    given, err[0] ? err : "alias error");
+		return -1;
+	}
+	for (int i = 0; i < cnt; i++) {
+		if (submit_list_add(list, n, out[i]) < 0) {
+			submit_free_list(out, (size_t)cnt);
+			submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
+			return -1;
+		}
+	}
+	submit_free_list(out, (size_t)cnt);
+	return 0;
+}
+
+/* "Received:" trace header: listener mail names the client, local mail the uid. */
+static char *submit_received(const struct submit_params *p, const char *id, time_t now)
+{
+	char date[64];
+	struct buf b;
+
+	rfc5322_date(now, date, sizeof(date));
+	buf_init(&b, 4096);
+	if (p->received_from)
+		buf_printf(&b, "Received: from %s\r\n\tby %s (smtprelay) with %s id %s;\r\n\t%s\r\n",
+		    p->received_from, p->conf->hostname, p->protocol ? p->protocol : "SMTP",
+		    id, date);
+	else
+		buf_printf(&b, "Received: by %s (smtprelay, from userid %ld)\r\n\tid %s; %s\r\n",
+		    p->conf->hostname, p->uid, id, date);
+	return buf_steal(&b);
+}
+
+/* The envelope is written ahead of the content, so the queue file is opened
+ * only once the header section is through the filter (-t recipients known). */
+static int submit_open_writer(struct submit *s)
+{
+	char err[256];
+	char **extra;
+	size_t nextra = 0;
+
+	if (s->extract) {
+		extra = msg_rcpts(s->msg, &nextra);
+		for (size_t i = 0; i < nextra; i++)
+			if (submit_resolve(s->conf, extra[i], &s->rcpts, &s->nrcpts, &s->err) < 0)
+				return -1;
+	}
+	if (s->nrcpts == 0) {
+		submit_set_error(&s->err, EX_NOUSER, 554, "5.5.1", "no recipients specified%s",
+		    s->extract ? " (none on the command line nor in To:/Cc:/Bcc:)" : "");
+		return -1;
+	}
+	s->env.rcpts = calloc(s->nrcpts, sizeof(*s->env.rcpts));
+	if (!s->env.rcpts) {
+		submit_set_error(&s->err, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
+		return -1;
+	}
+	s->env.nrcpts = s->nrcpts;
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		s->env.rcpts[i].addr = s->rcpts[i];
+		s->env.rcpts[i].notify = s->notify;
+		s->env.rcpts[i].state = Q_PENDING;
+		if (addr_is_utf8(s->rcpts[i]))
+			s->env.smtputf8 = true;
+	}
+	s->w = qwriter_open(s->queue, s->area, &s->env, err, sizeof(err));
+	if (!s->w) {
+		submit_spool_error(&s->err, errno, err);
+		return -1;
+	}
+	return 0;
+}
+
+static int submit_out(void *ctx, const char *data, size_t len)
+{
+	struct submit *s = ctx;
+	char err[256];
+
+	if (s->failed)
+		return -1;
+	if (!s->w && submit_open_writer(s) < 0) {
+		s->failed = true;
+		return -1;
+	}
+	if (qwriter_write(s->w, data, len) < 0) {
+		snprintf(err, sizeof(err), "writing %s: %s", queue_path(s->queue), strerror(errno));
+		submit_spool_error(&s->err, errno, err);
+		s->failed = true;
+		return -1;
+	}
+	return 0;
+}
+
+static struct msg *submit_new_filter(struct submit *s, const struct submit_params *p, time_t now)
+{
+	struct msg_params mp = {
+		.from_stdin = p->from_stdin,
+		.dot_ends = p->dot_ends,
+		.extract_rcpts = p->extract_rcpts,
+		.add_missing = true,
+		.hostname = p->conf->hostname,
+		.queue_id = s->env.id,
+		.from_addr = s->env.sender[0] ? s->env.sender : NULL,
+		.full_name = p->full_name,
+		.rewrite_from = p->conf->rewrite_from_header ? p->conf->from_address : NULL,
+		.prepend = s->received,
+		.max_size = p->conf->max_message_size,
+		.now = now,
+		.out = submit_out,
+		.out_ctx = s,
+	};
+	char *daemon_from = NULL;
+	struct msg *m;
+
+	/* A bounce-like null sender still needs a From: address for the header. */
+	if (!mp.from_addr) {
+		daemon_from = addr_qualify("MAILER-DAEMON", p->conf->hostname);
+		mp.from_addr = daemon_from;
+	}
+	m = msg_new(&mp);
+	free(daemon_from);
+	return m;
+}
+
+static int submit_init_envelope(struct submit *s, const struct submit_params *p,
+    struct submit_error *e)
+{
+	struct q_envelope *env = &s->env;
+
+	queue_new_id(env->id);
+	env->sender = conf_rewrite_sender(p->conf, p->sender ? p->sender : "");
+	env->envid = p->envid ? strdup(p->envid) : NULL;
+	env->origin = p->origin ? strdup(p->origin) : NULL;
+	if (!env->sender || (p->envid && !env->envid) || (p->origin && !env->origin)) {
+		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
+		return -1;
+	}
+	env->ret = p->ret;
+	env->eightbit = p->eightbit;
+	env->smtputf8 = p->smtputf8 || addr_is_utf8(env->sender);
+	env->uid = p->uid;
+	return 0;
+}
+
+struct submit *submit_begin(const struct submit_params *p, struct submit_error *e)
+{
+	time_t now = p->now ? p->now : time(NULL);
+	struct submit *s = calloc(1, sizeof(*s));
+
+	if (!s) {
+		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
+		return NULL;
+	}
+	s->conf = p->conf;
+	s->queue = p->queue;
+	s->area = p->area;
+	s->notify = p->notify;
+	s->extract = p->extract_rcpts;
+	if (submit_init_envelope(s, p, e) < 0)
+		goto fail;
+	for (size_t i = 0; i < p->nrcpts; i++)
+		if (submit_resolve(p->conf, p->rcpts[i], &s->rcpts, &s->nrcpts, e) < 0)
+			goto fail;
+	s->received = submit_received(p, s->env.id, now);
+	s->msg = s->received ? submit_new_filter(s, p, now) : NULL;
+	if (!s->msg) {
+		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
+		goto fail;
+	}
+	return s;
+fail:
+	submit_abort(s);
+	return NULL;
+}
+
+const char *submit_id(const struct submit *s)
+{
+	return s->env.id;
+}
+
+static void submit_msg_error(struct submit *s, struct submit_error *e)
+{
+	if (s->failed) {
+		*e = s->err;
+		return;
+	}
+	switch (msg_error(s->msg)) {
+	case MSG_TOO_BIG:
+		submit_set_error(e, EX_DATAERR, 552, "5.3.4",
+		    "message size exceeds the limit of %zu bytes (max_message_size)",
+		    s->conf->max_message_size);
+		break;
+	case MSG_BAD_HEADER:
+		submit_set_error(e, EX_DATAERR, 554, "5.6.0", "malformed message header section");
+		break;
+	default:
+		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
+		break;
+	}
+}
+
+int submit_write(struct submit *s, const char *data, size_t len, struct submit_error *e)
+{
+	if (msg_input(s->msg, data, len) < 0) {
+		submit_msg_error(s, e);
+		return -1;
+	}
+	return 0;
+}
+
+int submit_commit(struct submit *s, char id[QID_SIZE], struct submit_error *e)
+{
+	char err[256];
+	int r;
+
+	if (msg_finish(s->msg) < 0) {
+		submit_msg_error(s, e);
+		submit_abort(s);
+		return -1;
+	}
+	if (!s->w && submit_open_writer(s) < 0) {
+		*e = s->err;
+		submit_abort(s);
+		return -1;
+	}
+	r = qwriter_commit(s->w, err, sizeof(err));
+	s->w = NULL;
+	if (r < 0) {
+		submit_spool_error(e, errno, err);
+		submit_abort(s);
+		return -1;
+	}
+	memcpy(id, s->env.id, QID_SIZE);
+	submit_abort(s);
+	return 0;
+}
+
+/* Also the destructor: everything not committed is dropped. */
+void submit_abort(struct submit *s)
+{
+	if (!s)
+		return;
+	if (s->w)
+		qwriter_abort(s->w);
+	if (s->msg)
+		msg_free(s->msg);
+	free(s->env.rcpts);
+	submit_free_list(s->rcpts, s->nrcpts);
+	free(s->env.sender);
+	free(s->env.envid);
+	free(s->env.origin);
+	free(s->received);
+	free(s);
+}

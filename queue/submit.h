@@ -1,0 +1,66 @@
+/* Submission: the one path by which new mail enters the queue.
+ *
+ * sendmail (stdin and -bs) and the daemon's listener both go through here:
+ * recipients are resolved (aliases, admin_address), the sender rewritten
+ * (from_address), the content passed through the message filter (line ends,
+ * -t extraction, Bcc removal, missing headers), and the result written to
+ * the queue and made durable before success is reported.
+ */
+#ifndef SMTPRELAY_SUBMIT_H
+#define SMTPRELAY_SUBMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf/conf.h"
+#include "queue/queue.h"
+
+struct submit_params {
+	const struct config *conf;
+	struct queue *queue;
+	enum q_area area;		/* Q_MAILDROP from sendmail, Q_QUEUE in the daemon */
+	const char *sender;		/* as given ("" = null sender) */
+	char *const *rcpts;		/* as given: addresses or local names */
+	size_t nrcpts;
+	bool extract_rcpts;		/* sendmail -t */
+	bool from_stdin;		/* sendmail: normalise line ends */
+	bool dot_ends;			/* sendmail without -i */
+	const char *full_name;		/* for a generated From:, may be NULL */
+	const char *received_from;	/* listener: "HELO ([IP])"; NULL: local submission */
+	const char *protocol;		/* listener: "SMTP" or "ESMTP"; NULL for local */
+	unsigned notify;		/* q_notify bits for every recipient, 0 = default */
+	enum q_ret ret;
+	const char *envid;
+	bool eightbit;			/* declared 8BITMIME */
+	bool smtputf8;
+	long uid;			/* submitter, -1 when unknown */
+	const char *origin;		/* for logs: "sendmail", "smtp [127.0.0.1]" */
+	time_t now;			/* 0 = time(NULL) */
+};
+
+/* Why a submission failed, for both worlds: sysexits and SMTP replies. */
+struct submit_error {
+	int exit_code;			/* sysexits.h */
+	int smtp_code;			/* e.g. 452 */
+	char enhanced[12];		/* e.g. "4.3.1" */
+	char text[512];			/* a sentence a person can act on */
+};
+
+struct submit;
+
+struct submit *submit_begin(const struct submit_params *p, struct submit_error *e);
+/* The queue id chosen for this message (known from the start). */
+const char *submit_id(const struct submit *s);
+int submit_write(struct submit *s, const char *data, size_t len, struct submit_error *e);
+/* Make the message durable.  0: queued (id in s until freed); -1: nothing is
+ * queued and e says why.  Frees s in both cases. */
+int submit_commit(struct submit *s, char id[QID_SIZE], struct submit_error *e);
+void submit_abort(struct submit *s);
+
+/* Resolve one recipient as given into fully qualified addresses, appending
+ * to *list (deduplicated).  For -bv and RCPT checks.  0 or -1 with e set. */
+int submit_resolve(const struct config *conf, const char *given, char ***list, size_t *n,
+    struct submit_error *e);
+void submit_free_list(char **list, size_t n);
+
+#endif
