@@ -1066,14 +1066,20 @@ static void client_reply_add(struct client_reply *r, const char *line, size_t le
 {
 	size_t room;
 
-	if (r->nlines > 1) {
-		line += len > 4 ? 4 : len;
-		len -= len > 4 ? 4 : len;
-		if (r->len + 2 < sizeof(r->text)) {
-			memcpy(r->text + r->len, "; ", 2);
-			r->len += 2;
+	if (r->nlines == 1) {
+		/* The code once, with a space even when more lines follow. */
+		client_copy_text(r->text, sizeof(r->text), line, 3);
+		r->len = 3;
+		if (len > 4) {
+			r->text[r->len++] = ' ';
+			r->text[r->len] = '\0';
 		}
+	} else if (len > 4 && r->len + 2 < sizeof(r->text)) {
+		memcpy(r->text + r->len, "; ", 2);
+		r->len += 2;
 	}
+	line += len > 4 ? 4 : len;
+	len -= len > 4 ? 4 : len;
 	room = sizeof(r->text) - 1 - r->len;
 	if (len > room)
 		len = room;
