@@ -497,7 +497,8 @@ static void client_ehlo_line(struct smtp_client_ehlo *e, const char *s, size_t l
 		k++;
 	if (k == 0)
 		return;
-	client_word_add(e->raw, sizeof(e->raw), s, k);
+	if (!client_list_has(e->raw, s, k))
+		client_word_add(e->raw, sizeof(e->raw), s, k);
 	if (client_word_eq(s, k, "PIPELINING"))
 		e->pipelining = true;
 	else if (client_word_eq(s, k, "STARTTLS"))
@@ -536,8 +537,12 @@ static void client_send_ehlo(struct smtp_client *c)
 
 static void client_on_greeting(struct smtp_client *c)
 {
+	if (c->reply.code == 421) {
+		client_fail_temp(c, "server is unavailable");
+		return;
+	}
 	if (c->reply.code != 220) {
-		client_fail(c, SMTP_CLIENT_E_GREETING, true, c->reply.code != 421,
+		client_fail(c, SMTP_CLIENT_E_GREETING, true, true,
 		    "server refused to talk to us: %s", c->reply.text);
 		return;
 	}
@@ -982,7 +987,8 @@ static void client_on_pend(struct smtp_client *c, const struct client_pend *p)
 {
 	switch (p->kind) {
 	case PK_RSET:
-		if (c->reply.code / 100 != 2)
+		/* Before a QUIT the outcome no longer matters. */
+		if (c->reply.code / 100 != 2 && c->state != CS_QUIT)
 			client_fail(c, SMTP_CLIENT_E_REJECTED, true, true,
 			    "server rejected RSET: %s", c->reply.text);
 		break;
@@ -1488,8 +1494,9 @@ ssize_t smtp_client_data(struct smtp_client *c, const char *data, size_t len, bo
 		errno = EINVAL;
 		return -1;
 	}
-	/* Flow control: the content never piles up here. */
-	if (c->out.len - c->out_off >= SMTP_CLIENT_DATA_CHUNK)
+	/* Flow control: the content never piles up here.  The terminator
+	 * alone (len 0) is always taken. */
+	if (len > 0 && c->out.len - c->out_off >= SMTP_CLIENT_DATA_CHUNK)
 		return 0;
 	n = len < SMTP_CLIENT_DATA_CHUNK ? len : SMTP_CLIENT_DATA_CHUNK;
 	if (client_stuff(c, data, n) < 0 || (last && n == len && client_end_data(c) < 0)) {
@@ -1637,7 +1644,9 @@ unsigned smtp_client_auth_used(const struct smtp_client *c)
 
 /* ---- life cycle ---- */
 
-static bool client_param_ok(const char *s, size_t max, bool ctl_ok)
+enum client_param_kind { CP_HOST, CP_USER, CP_SECRET };
+
+static bool client_param_ok(const char *s, size_t max, enum client_param_kind kind)
 {
 	size_t n = strnlen(s, max + 1);
 
@@ -1646,8 +1655,10 @@ static bool client_param_ok(const char *s, size_t max, bool ctl_ok)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
 
-		/* ^A frames the OAuth responses, even in a secret. */
-		if (ch == 0x01 || (!ctl_ok && (ch < 0x21 || ch == 0x7f)))
+		/* ^A frames the OAuth responses, even in a secret; the others
+		 * go into command lines or SASL fields. */
+		if (ch == 0x01 || (kind != CP_SECRET && (ch < 0x20 || ch == 0x7f))
+		    || (kind == CP_HOST && ch == ' '))
 			return false;
 	}
 	return true;
@@ -1655,16 +1666,16 @@ static bool client_param_ok(const char *s, size_t max, bool ctl_ok)
 
 static bool client_params_ok(const struct smtp_client_params *p)
 {
-	if (!p || !p->helo_name || !client_param_ok(p->helo_name, CLIENT_HOST_MAX, false))
+	if (!p || !p->helo_name || !client_param_ok(p->helo_name, CLIENT_HOST_MAX, CP_HOST))
 		return false;
 	if (p->tls != SMTP_CLIENT_TLS_NONE && p->tls != SMTP_CLIENT_TLS_STARTTLS
 	    && p->tls != SMTP_CLIENT_TLS_IMPLICIT)
 		return false;
-	if (p->username && (!client_param_ok(p->username, CLIENT_USER_MAX, false) || !p->secret
-	    || !client_param_ok(p->secret, CLIENT_SECRET_MAX, true)))
+	if (p->username && (!client_param_ok(p->username, CLIENT_USER_MAX, CP_USER) || !p->secret
+	    || !client_param_ok(p->secret, CLIENT_SECRET_MAX, CP_SECRET)))
 		return false;
 	if (p->server_host && *p->server_host
-	    && !client_param_ok(p->server_host, CLIENT_HOST_MAX, false))
+	    && !client_param_ok(p->server_host, CLIENT_HOST_MAX, CP_HOST))
 		return false;
 	if (p->line_max && (p->line_max < 64 || p->line_max > 1024 * 1024))
 		return false;

@@ -56,7 +56,7 @@ struct smtp_client_params {
 	unsigned auth_mechs;		/* allowed CONF_AUTH_* bits; 0 = PLAIN or LOGIN, best offered */
 	const char *server_host;	/* for OAUTHBEARER host= (NULL: left out) */
 	unsigned server_port;		/* for OAUTHBEARER port= (0: left out) */
-	size_t line_max;		/* 0 = SMTP_CLIENT_LINE_MAX */
+	size_t line_max;		/* 0 = SMTP_CLIENT_LINE_MAX, else 64..1 MiB */
 	size_t lines_max;		/* 0 = SMTP_CLIENT_LINES_MAX */
 };
 
@@ -89,7 +89,7 @@ enum smtp_client_stage {
 
 enum smtp_client_error {
 	SMTP_CLIENT_OK,
-	SMTP_CLIENT_E_GREETING,		/* greeting other than 220 */
+	SMTP_CLIENT_E_GREETING,		/* greeting other than 220 (421: E_TEMP) */
 	SMTP_CLIENT_E_PROTOCOL,		/* garbage, overlong, unexpected or injected replies */
 	SMTP_CLIENT_E_TLS_MODE,		/* TLS record where a plaintext greeting was expected */
 	SMTP_CLIENT_E_STARTTLS_MISSING,	/* STARTTLS mode, server does not offer it */
@@ -148,7 +148,8 @@ struct smtp_client_ehlo {
 
 struct smtp_client;
 
-/* NULL with errno EINVAL (bad or overlong parameter) or ENOMEM. */
+/* NULL with errno EINVAL (bad or overlong parameter: control characters in
+ * helo_name/username, ^A in the secret, username without secret) or ENOMEM. */
 struct smtp_client *smtp_client_new(const struct smtp_client_params *p);
 void smtp_client_free(struct smtp_client *c);
 
@@ -175,9 +176,10 @@ const char *smtp_client_stage_name(enum smtp_client_stage s);
 int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m);
 /* Content with CRLF line ends, in order, in NEED_DATA.  Dot-stuffed here
  * (across calls), bare CR or LF become CRLF, a missing final CRLF is added,
- * then "." ends it when last is set and everything was taken.  Returns the
- * number of bytes taken (0 while more than SMTP_CLIENT_DATA_CHUNK waits to
- * be sent: drain the output and call again), or -1 (EINVAL, ENOMEM). */
+ * then "." ends it when last is set and everything was taken (the action
+ * then leaves NEED_DATA).  Returns the number of bytes taken, at most
+ * SMTP_CLIENT_DATA_CHUNK, 0 while that much waits to be sent (drain the
+ * output and call again), or -1 (EINVAL, ENOMEM). */
 ssize_t smtp_client_data(struct smtp_client *c, const char *data, size_t len, bool last);
 /* After MSG_DONE: RSET (pipelined when offered) and back to READY at once. */
 void smtp_client_reset(struct smtp_client *c);
@@ -195,8 +197,9 @@ const struct smtp_client_result *smtp_client_rcpt_result(const struct smtp_clien
  * no transaction was started. */
 const struct smtp_client_result *smtp_client_msg_result(const struct smtp_client *c);
 
-/* Session failure: reason is "" for OK, else a sentence naming the stage and
- * quoting the server ("server refused STARTTLS: 454 4.7.0 TLS not available"). */
+/* Session failure: a sentence naming the stage and quoting the server
+ * ("server refused STARTTLS: 454 4.7.0 TLS not available"); "" while all is
+ * well ("session aborted while ..." after smtp_client_quit mid-way, with OK). */
 enum smtp_client_error smtp_client_error(const struct smtp_client *c, const char **reason);
 /* The server reply behind the error (code 0 when none, e.g. timeouts). */
 const struct smtp_client_result *smtp_client_error_reply(const struct smtp_client *c);

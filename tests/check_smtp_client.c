@@ -266,6 +266,12 @@ START_TEST(test_greeting_rejected)
 	ck_assert_int_eq(smtp_client_stage(c), SMTP_CLIENT_STAGE_GREETING);
 	expect_line(c, "QUIT");
 	smtp_client_free(c);
+
+	c = mk(SMTP_CLIENT_TLS_STARTTLS, NULL, NULL, 0);
+	feed(c, "421 4.7.0 mx.test Too many concurrent SMTP connections\r\n");
+	assert_err(c, SMTP_CLIENT_E_TEMP, "server is unavailable: 421 4.7.0 mx.test Too many");
+	expect_nothing(c);
+	smtp_client_free(c);
 }
 END_TEST
 
@@ -1039,7 +1045,7 @@ START_TEST(test_multiline_replies)
 	ck_assert_uint_eq(e->size, 52428800);
 	ck_assert_uint_eq(e->auth_offered, CONF_AUTH_PLAIN | CONF_AUTH_LOGIN);
 	ck_assert_str_eq(e->auth_raw, "PLAIN LOGIN");
-	ck_assert_str_eq(e->raw, "PIPELINING SIZE ETRN AUTH AUTH ENHANCEDSTATUSCODES 8BITMIME DSN SMTPUTF8 CHUNKING");
+	ck_assert_str_eq(e->raw, "PIPELINING SIZE ETRN AUTH ENHANCEDSTATUSCODES 8BITMIME DSN SMTPUTF8 CHUNKING");
 	ck_assert_int_eq(smtp_client_send(c, &m), 0);
 	feed(c, "250 ok\r\n550-5.1.1 The email account that you tried to reach does not exist.\r\n"
 	    "550-5.1.1 Please try double-checking\r\n550 5.1.1 https://support.example/\r\n"
