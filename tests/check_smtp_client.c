@@ -712,8 +712,14 @@ START_TEST(test_mail_5xx)
 	smtp_client_reset(c);
 	expect_line(c, "RSET");
 	ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_READY);
+	/* Without PIPELINING the next MAIL waits for the RSET reply. */
+	ck_assert_int_eq(smtp_client_send(c, &m), 0);
+	ck_assert_int_eq(smtp_client_msg_result(c)->code, 0);	/* nothing known yet */
+	expect_nothing(c);
 	feed(c, "250 ok\r\n");
-	ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_READY);
+	expect_line(c, "MAIL FROM:<s@y.test>");
+	expect_nothing(c);
+	ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_WAIT);
 	smtp_client_free(c);
 }
 END_TEST
