@@ -23,6 +23,7 @@
 
 #define QID_LEN 20			/* max characters of a queue id */
 #define QID_SIZE (QID_LEN + 1)
+#define QID_ID_LEN 18			/* every id has exactly this length */
 
 enum q_area { Q_MAILDROP, Q_QUEUE };
 
@@ -72,6 +73,8 @@ const char *queue_path(const struct queue *q);
 
 /* New unique queue id (time + pid + random), unique across processes and restarts. */
 void queue_new_id(char id[QID_SIZE]);
+/* true iff id looks like one made by queue_new_id (length, alphabet): safe as a file name. */
+bool queue_id_valid(const char *id);
 
 /* Writing a message: the envelope is written first, content streamed after,
  * then commit makes it durable (size fixed up, fsync file, rename into place
