@@ -10,7 +10,8 @@
  * envelope header then the message content, written once, plus an optional
  * state file "queue/ID.state" holding per-recipient state, replaced
  * atomically.  Temporary files start with "tmp." and are removed by scans
- * when stale.  Every file read back is untrusted input.
+ * when stale.  Every file read back is untrusted input.  The file formats
+ * are described in queue/envelope.c.
  */
 #ifndef SMTPRELAY_QUEUE_H
 #define SMTPRELAY_QUEUE_H
@@ -83,6 +84,8 @@ bool queue_id_valid(const char *id);
 struct qwriter *qwriter_open(struct queue *q, enum q_area area, struct q_envelope *env,
     char *err, size_t errlen);
 const char *qwriter_id(const struct qwriter *w);
+/* Buffered (64 KiB).  -1 with errno on a write error; the error sticks, and
+ * qwriter_commit then fails with it and a message naming the file. */
 int qwriter_write(struct qwriter *w, const void *data, size_t len);
 uint64_t qwriter_size(const struct qwriter *w);
 /* 0 on success (the message is durably queued); -1 with err set (ENOSPC etc.

@@ -21,6 +21,7 @@ struct qwriter {
 	int error;		/* first write error (errno): later calls fail with it */
 	uint64_t size;		/* content bytes so far */
 	size_t used;		/* bytes waiting in wbuf */
+	bool written;		/* something went to the file: the size needs a pwrite */
 	char id[QID_SIZE];
 	char tmpname[QID_SIZE + 8];
 	char *wbuf;		/* Q_WBUF_SIZE bytes: many small writes, few syscalls */
@@ -43,6 +44,7 @@ static int qwriter_flush(struct qwriter *w)
 		w->error = errno;
 		return -1;
 	}
+	w->written = w->written || w->used;
 	w->used = 0;
 	return 0;
 }
@@ -57,6 +59,7 @@ static int qwriter_put(struct qwriter *w, const void *data, size_t len)
 		if (qwriter_flush(w) < 0)
 			return -1;
 		if (len >= Q_WBUF_SIZE) {
+			w->written = true;
 			if (fs_write_all(w->fd, data, len) < 0) {
 				w->error = errno;
 				return -1;
@@ -207,13 +210,19 @@ int qwriter_write(struct qwriter *w, const void *data, size_t len)
 static int qwriter_finish(struct qwriter *w, const char **step)
 {
 	char field[ENVELOPE_SIZE_WIDTH + 1];
+	bool in_buf = !w->written && !w->error;	/* the header starts wbuf */
 	ssize_t n;
 
 	*step = "write";
+	envelope_size_field(field, w->size);
+	/* A typical message is still all in the buffer: fix the size there and
+	 * write the file in one go. */
+	if (in_buf)
+		memcpy(w->wbuf + envelope_size_offset(), field, ENVELOPE_SIZE_WIDTH);
 	if (qwriter_flush(w) < 0)
 		return -1;
-	envelope_size_field(field, w->size);
-	n = pwrite(w->fd, field, ENVELOPE_SIZE_WIDTH, (off_t)envelope_size_offset());
+	n = in_buf ? ENVELOPE_SIZE_WIDTH :
+	    pwrite(w->fd, field, ENVELOPE_SIZE_WIDTH, (off_t)envelope_size_offset());
 	if (n != ENVELOPE_SIZE_WIDTH) {
 		if (n >= 0)
 			errno = EIO;
