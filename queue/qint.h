@@ -25,6 +25,7 @@ struct queue {
 /* queue/store.c */
 int store_area_fd(struct queue *q, enum q_area area, char *err, size_t errlen);
 const char *store_area_name(enum q_area area);
+const char *store_safe_name(const char *name, char *out, size_t outlen);
 void store_err(char *err, size_t errlen, const struct queue *q, enum q_area area,
     const char *name, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 int store_open_msg(struct queue *q, enum q_area area, const char *id, struct stat *st,

@@ -50,9 +50,11 @@ static void scan_tmp(struct queue *q, enum q_area area, int dirfd, const char *n
 		return;
 	if (now - st.st_mtime <= max_age)
 		return;
+	char safe[NAME_MAX + 1];
+
 	if (unlinkat(dirfd, name, 0) == 0)
 		log_info("%s/%s/%s: removed stale temporary file", q->path,
-		    store_area_name(area), name);
+		    store_area_name(area), store_safe_name(name, safe, sizeof(safe)));
 }
 
 /* "ID.state" whose ID is valid: "ID" returned in id. */
@@ -93,8 +95,9 @@ static void scan_entry(struct queue *q, enum q_area area, int dirfd, const char 
 	} else if (area == Q_QUEUE && scan_state_name(name, id)) {
 		scan_orphan(q, dirfd, name, id);
 	} else {
+		char safe[NAME_MAX + 1];
 		log_warn("%s/%s/%s: ignoring a file that is not a queue file", q->path,
-		    store_area_name(area), name);
+		    store_area_name(area), store_safe_name(name, safe, sizeof(safe)));
 	}
 }
 
@@ -204,42 +207,52 @@ static int scan_bad(struct queue *q, const char *id, const char *why, char *err,
 	return -1;
 }
 
-/* Validate the locked maildrop file on fd and copy it into queue/. */
-static int scan_transfer(struct queue *q, const char *id, int fd, const struct stat *st,
+/* Copy the validated maildrop message on fd into queue/ under env->id. */
+static int scan_transfer(struct queue *q, const char *id, int fd, struct q_envelope *env,
     char *err, size_t errlen)
 {
-	struct q_envelope *env;
 	struct qwriter *w;
-	char why[256];
 	int r;
 
-	if (envelope_parse(fd, id, (uint64_t)st->st_size, &env, why, sizeof(why)) < 0) {
-		if (errno != EBADMSG) {
-			store_err(err, errlen, q, Q_MAILDROP, id, "%s", why);
-			return -1;
-		}
-		return scan_bad(q, id, why, err, errlen);
-	}
-	scan_check_owner(env, st);
 	w = store_writer_open(q, Q_QUEUE, env, true, err, errlen);
-	if (!w) {
-		q_envelope_free(env);
+	if (!w)
 		return -1;
-	}
 	r = scan_copy_content(fd, env->content_offset, env->size, w);
-	q_envelope_free(env);
 	if (r < 0) {
 		int saved = errno;
 		qwriter_abort(w);
 		if (saved == EBADMSG)
 			return scan_bad(q, id, "content shorter than its header says", err, errlen);
-		store_err(err, errlen, q, Q_QUEUE, id, "copy: %s", strerror(saved));
+		store_err(err, errlen, q, Q_QUEUE, env->id, "copy: %s", strerror(saved));
 		errno = saved;
 		return -1;
 	}
 	if (qwriter_commit(w, err, errlen) < 0)
 		return errno == EEXIST ? 0 : -1;	/* someone else queued it: done */
 	return 0;
+}
+
+/* Is this message already in queue/ (a crash after the copy was committed,
+ * before the maildrop unlink)?  1 yes, 0 no, 2 a different message holds
+ * the id (a clock step back reproduced it), -1 error. */
+static int scan_queued(struct queue *q, const struct q_envelope *env)
+{
+	struct q_envelope *qenv;
+	struct stat st;
+	int fd, r;
+
+	fd = store_open_msg(q, Q_QUEUE, env->id, &st, NULL, 0);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : errno == EBADMSG ? 2 : -1;
+	r = envelope_parse(fd, env->id, (uint64_t)st.st_size, &qenv, NULL, 0);
+	close(fd);
+	if (r < 0)
+		return errno == EBADMSG ? 2 : -1;
+	r = qenv->size == env->size && qenv->nrcpts == env->nrcpts &&
+	    strcmp(qenv->sender, env->sender) == 0 &&
+	    strcmp(qenv->rcpts[0].addr, env->rcpts[0].addr) == 0 ? 1 : 2;
+	q_envelope_free(qenv);
+	return r;
 }
 
 /* Under our lock, is maildrop/ID still the file we opened?  A concurrent
@@ -255,11 +268,40 @@ static bool scan_still_linked(struct queue *q, const char *id, int fd)
 	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
+/* Parse, de-duplicate and move the locked maildrop file. */
+static int scan_move(struct queue *q, const char *id, int fd, const struct stat *st,
+    char *err, size_t errlen)
+{
+	struct q_envelope *env;
+	char why[256];
+	int r;
+
+	if (envelope_parse(fd, id, (uint64_t)st->st_size, &env, why, sizeof(why)) < 0) {
+		if (errno != EBADMSG) {
+			store_err(err, errlen, q, Q_MAILDROP, id, "%s", why);
+			return -1;
+		}
+		return scan_bad(q, id, why, err, errlen);
+	}
+	scan_check_owner(env, st);
+	r = scan_queued(q, env);
+	if (r == 2) {
+		log_warn("%s: queue id already used by another queued message; picking it up "
+		    "under a new id", id);
+		env->id[0] = '\0';
+		r = 0;
+	}
+	if (r == 0)
+		r = scan_transfer(q, id, fd, env, err, errlen);
+	else if (r < 0)
+		store_err(err, errlen, q, Q_QUEUE, id, "%s", strerror(errno));
+	q_envelope_free(env);
+	return r < 0 ? -1 : 0;
+}
+
 static int scan_pickup_fd(struct queue *q, const char *id, int fd, const struct stat *st,
     char *err, size_t errlen)
 {
-	struct stat qst;
-
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int saved = errno;
 		store_err(err, errlen, q, Q_MAILDROP, id, "being picked up by another process");
@@ -268,10 +310,7 @@ static int scan_pickup_fd(struct queue *q, const char *id, int fd, const struct 
 	}
 	if (!scan_still_linked(q, id, fd))
 		return 0;
-	/* A crash after the copy was committed, before the maildrop unlink. */
-	if (fstatat(q->areafd[Q_QUEUE], id, &qst, AT_SYMLINK_NOFOLLOW) == 0)
-		return scan_done(q, id);
-	if (scan_transfer(q, id, fd, st, err, errlen) < 0)
+	if (scan_move(q, id, fd, st, err, errlen) < 0)
 		return -1;
 	if (scan_done(q, id) < 0) {
 		store_err(err, errlen, q, Q_MAILDROP, id, "unlink: %s", strerror(errno));

@@ -31,6 +31,17 @@ const char *store_area_name(enum q_area area)
 	return area == Q_MAILDROP ? "maildrop" : "queue";
 }
 
+/* A file name fit for a log line: anyone can name files in maildrop/. */
+const char *store_safe_name(const char *name, char *out, size_t outlen)
+{
+	size_t i;
+
+	for (i = 0; name[i] && i + 1 < outlen; i++)
+		out[i] = (unsigned char)name[i] < 0x20 || name[i] == 0x7f ? '?' : name[i];
+	out[i] = '\0';
+	return out;
+}
+
 const char *queue_path(const struct queue *q)
 {
 	return q->path;
@@ -423,6 +434,7 @@ static int store_move_corrupt(int dirfd, int cfd, enum q_area area, const char *
 
 int queue_quarantine(struct queue *q, enum q_area area, const char *id, const char *why)
 {
+	char safe[NAME_MAX + 1];
 	int dirfd, cfd, r, saved;
 
 	if (!store_name_ok(id)) {
@@ -433,7 +445,7 @@ int queue_quarantine(struct queue *q, enum q_area area, const char *id, const ch
 		return -1;
 	if ((cfd = store_corrupt_fd(q)) < 0) {
 		saved = errno;
-		log_err("%s: cannot move to %s/corrupt: %s", id, q->path, strerror(saved));
+		log_err("%s: cannot move to %s/corrupt: %s", store_safe_name(id, safe, sizeof(safe)), q->path, strerror(saved));
 		errno = saved;
 		return -1;
 	}
@@ -442,9 +454,9 @@ int queue_quarantine(struct queue *q, enum q_area area, const char *id, const ch
 	if (r == 0) {
 		fs_fsync_dirfd(cfd);
 		fs_fsync_dirfd(dirfd);
-		log_warn("%s: moved to corrupt/: %s", id, why ? why : "unreadable");
+		log_warn("%s: moved to corrupt/: %s", store_safe_name(id, safe, sizeof(safe)), why ? why : "unreadable");
 	} else {
-		log_err("%s: cannot move to %s/corrupt: %s", id, q->path, strerror(saved));
+		log_err("%s: cannot move to %s/corrupt: %s", store_safe_name(id, safe, sizeof(safe)), q->path, strerror(saved));
 	}
 	close(cfd);
 	errno = saved;

@@ -826,6 +826,37 @@ START_TEST(test_pickup_crash_and_bad)
 }
 END_TEST
 
+/* Same id in maildrop and queue but different messages (a clock stepped
+ * back): neither may be lost. */
+START_TEST(test_pickup_id_clash)
+{
+	struct queue *q = open_spool();
+	struct q_envelope *env = sample_env(), *got;
+	char id[QID_SIZE], same[QID_SIZE], err[512], (*ids)[QID_SIZE], *data;
+	size_t len;
+
+	queue_new_id(same);
+	strcpy(env->id, same);
+	enqueue(q, Q_QUEUE, env, "first", 5, id);
+	strcpy(env->id, same);
+	enqueue(q, Q_MAILDROP, env, "second!", 7, id);
+	ck_assert_int_eq(queue_pickup(q, same, err, sizeof(err)), 0);
+	ck_assert(!exists("maildrop", same));
+	ck_assert_int_eq(queue_scan(q, Q_QUEUE, &ids, 3600), 2);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(queue_read(q, Q_QUEUE, ids[i], &got, err, sizeof(err)), 0);
+		const char *want = strcmp(ids[i], same) == 0 ? "first" : "second!";
+		data = read_content(q, Q_QUEUE, got, &len);
+		ck_assert_uint_eq(len, strlen(want));
+		ck_assert_mem_eq(data, want, len);
+		free(data);
+		q_envelope_free(got);
+	}
+	free(ids);
+	queue_close(q);
+}
+END_TEST
+
 START_TEST(test_pickup_uid_is_owner)
 {
 	struct queue *q = open_spool();
@@ -1121,6 +1152,7 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_lock);
 	tcase_add_test(tc, test_pickup);
 	tcase_add_test(tc, test_pickup_crash_and_bad);
+	tcase_add_test(tc, test_pickup_id_clash);
 	tcase_add_test(tc, test_pickup_uid_is_owner);
 	tcase_add_test(tc, test_efbig);
 	tcase_add_test(tc, test_open_errors);
