@@ -322,6 +322,17 @@ static int store_write_state(int dirfd, const char *tmp, const struct buf *b)
 	return close(fd);
 }
 
+/* Refuse what the reader would reject: a bad state file quarantines the message. */
+static bool store_state_ok(const struct q_envelope *env)
+{
+	if (!queue_id_valid(env->id) || env->nrcpts == 0 || env->nrcpts > Q_MAX_RCPTS || !env->rcpts)
+		return false;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if ((unsigned)env->rcpts[i].state > Q_FAILED)
+			return false;
+	return true;
+}
+
 int queue_update_state(struct queue *q, const struct q_envelope *env, char *err, size_t errlen)
 {
 	char tmp[STORE_NAME_SIZE + 8], name[STORE_NAME_SIZE];
@@ -329,7 +340,7 @@ int queue_update_state(struct queue *q, const struct q_envelope *env, char *err,
 	int dirfd, saved;
 	const char *step;
 
-	if (!queue_id_valid(env->id) || env->nrcpts == 0 || env->nrcpts > Q_MAX_RCPTS) {
+	if (!store_state_ok(env)) {
 		if (err && errlen)
 			snprintf(err, errlen, "invalid envelope for a state update");
 		errno = EINVAL;

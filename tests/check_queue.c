@@ -508,6 +508,15 @@ START_TEST(test_state_update)
 		ck_assert_int_eq(queue_scan(q, Q_QUEUE, &ids, 0), 1);	/* state file not listed */
 		free(ids);
 	}
+	/* What the reader would refuse is refused up front; the old state stays. */
+	ck_assert_int_eq(queue_read(q, Q_QUEUE, id, &got, err, sizeof(err)), 0);
+	got->rcpts[0].state = (enum q_rcpt_state)7;
+	ck_assert_int_eq(queue_update_state(q, got, err, sizeof(err)), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	q_envelope_free(got);
+	ck_assert_int_eq(queue_read(q, Q_QUEUE, id, &again, err, sizeof(err)), 0);
+	ck_assert_int_eq(again->rcpts[0].state, Q_DELIVERED);
+	q_envelope_free(again);
 	ck_assert_str_eq(q_state_name(Q_PENDING), "pending");
 	ck_assert_str_eq(q_state_name(Q_DEFERRED), "deferred");
 	ck_assert_str_eq(q_state_name(Q_DELIVERED), "delivered");
