@@ -10,7 +10,8 @@
  * envelope header then the message content, written once, plus an optional
  * state file "queue/ID.state" holding per-recipient state, replaced
  * atomically.  Temporary files start with "tmp." and are removed by scans
- * when stale.  Every file read back is untrusted input.
+ * when stale.  Every file read back is untrusted input.  The file formats
+ * are described in queue/envelope.c.
  */
 #ifndef SMTPRELAY_QUEUE_H
 #define SMTPRELAY_QUEUE_H
@@ -23,6 +24,7 @@
 
 #define QID_LEN 20			/* max characters of a queue id */
 #define QID_SIZE (QID_LEN + 1)
+#define QID_ID_LEN 18			/* every id has exactly this length */
 
 enum q_area { Q_MAILDROP, Q_QUEUE };
 
@@ -72,6 +74,8 @@ const char *queue_path(const struct queue *q);
 
 /* New unique queue id (time + pid + random), unique across processes and restarts. */
 void queue_new_id(char id[QID_SIZE]);
+/* true iff id looks like one made by queue_new_id (length, alphabet): safe as a file name. */
+bool queue_id_valid(const char *id);
 
 /* Writing a message: the envelope is written first, content streamed after,
  * then commit makes it durable (size fixed up, fsync file, rename into place
@@ -80,6 +84,8 @@ void queue_new_id(char id[QID_SIZE]);
 struct qwriter *qwriter_open(struct queue *q, enum q_area area, struct q_envelope *env,
     char *err, size_t errlen);
 const char *qwriter_id(const struct qwriter *w);
+/* Buffered (64 KiB).  -1 with errno on a write error; the error sticks, and
+ * qwriter_commit then fails with it and a message naming the file. */
 int qwriter_write(struct qwriter *w, const void *data, size_t len);
 uint64_t qwriter_size(const struct qwriter *w);
 /* 0 on success (the message is durably queued); -1 with err set (ENOSPC etc.

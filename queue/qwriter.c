@@ -1,0 +1,278 @@
+#include "config.h"
+#include "queue/qint.h"
+#include "lib/fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A message is born as tmp.ID and becomes ID only when complete and durable,
+ * so scans never see a partial message and a crash leaves only a stale tmp. */
+struct qwriter {
+	struct queue *q;
+	enum q_area area;
+	int dirfd;		/* borrowed from q */
+	int fd;
+	int error;		/* first write error (errno): later calls fail with it */
+	uint64_t size;		/* content bytes so far */
+	size_t used;		/* bytes waiting in wbuf */
+	bool written;		/* something went to the file: the size needs a pwrite */
+	char id[QID_SIZE];
+	char tmpname[QID_SIZE + 8];
+	char *wbuf;		/* Q_WBUF_SIZE bytes: many small writes, few syscalls */
+};
+
+/* maildrop files are written by the submitting user and read by the daemon
+ * through the group; queue files are the daemon's own. */
+static mode_t qwriter_mode(enum q_area area)
+{
+	return area == Q_MAILDROP ? 0640 : 0600;
+}
+
+static int qwriter_flush(struct qwriter *w)
+{
+	if (w->error) {
+		errno = w->error;
+		return -1;
+	}
+	if (w->used && fs_write_all(w->fd, w->wbuf, w->used) < 0) {
+		w->error = errno;
+		return -1;
+	}
+	w->written = w->written || w->used;
+	w->used = 0;
+	return 0;
+}
+
+static int qwriter_put(struct qwriter *w, const void *data, size_t len)
+{
+	if (w->error) {
+		errno = w->error;
+		return -1;
+	}
+	if (len > Q_WBUF_SIZE - w->used) {
+		if (qwriter_flush(w) < 0)
+			return -1;
+		if (len >= Q_WBUF_SIZE) {
+			w->written = true;
+			if (fs_write_all(w->fd, data, len) < 0) {
+				w->error = errno;
+				return -1;
+			}
+			return 0;
+		}
+	}
+	memcpy(w->wbuf + w->used, data, len);
+	w->used += len;
+	return 0;
+}
+
+static void qwriter_free(struct qwriter *w, bool unlink_tmp)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	if (unlink_tmp && w->tmpname[0])
+		unlinkat(w->dirfd, w->tmpname, 0);
+	free(w->wbuf);
+	free(w);
+}
+
+static int64_t qwriter_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Create tmp.ID exclusively; a fresh id is retried on the (theoretical) clash. */
+static int qwriter_create(struct qwriter *w, struct q_envelope *env, bool preset,
+    bool replace_tmp, char *err, size_t errlen)
+{
+	for (int tries = 0;; tries++) {
+		snprintf(w->tmpname, sizeof(w->tmpname), "tmp.%s", env->id);
+		if (replace_tmp)
+			unlinkat(w->dirfd, w->tmpname, 0);
+		w->fd = openat(w->dirfd, w->tmpname,
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, qwriter_mode(w->area));
+		if (w->fd >= 0)
+			break;
+		if (errno != EEXIST || preset || tries >= 3) {
+			int saved = errno;
+			store_err(err, errlen, w->q, w->area, w->tmpname, "create: %s", strerror(saved));
+			w->tmpname[0] = '\0';	/* not ours: never unlink it */
+			errno = saved;
+			return -1;
+		}
+		queue_new_id(env->id);
+	}
+	memcpy(w->id, env->id, sizeof(w->id));
+	/* open() obeys the caller's umask; the daemon must still be able to read it. */
+	if (fchmod(w->fd, qwriter_mode(w->area)) < 0) {
+		int saved = errno;
+		store_err(err, errlen, w->q, w->area, w->tmpname, "chmod: %s", strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+static int qwriter_header(struct qwriter *w, const struct q_envelope *env, char *err, size_t errlen)
+{
+	struct buf b;
+	int r, saved;
+
+	buf_init(&b, Q_MAX_HEADER);
+	r = envelope_encode(env, &b);
+	if (r == 0)
+		r = qwriter_put(w, b.data, b.len);
+	saved = errno;
+	buf_free(&b);
+	if (r < 0) {
+		store_err(err, errlen, w->q, w->area, w->tmpname, "write: %s", strerror(saved));
+		errno = saved;
+	}
+	return r;
+}
+
+struct qwriter *store_writer_open(struct queue *q, enum q_area area, struct q_envelope *env,
+    bool replace_tmp, char *err, size_t errlen)
+{
+	struct qwriter *w;
+	bool preset = env->id[0] != '\0';
+	char why[128];
+	int dirfd;
+
+	if ((dirfd = store_area_fd(q, area, err, errlen)) < 0)
+		return NULL;
+	if (!preset)
+		queue_new_id(env->id);
+	if (env->arrival_us == 0)
+		env->arrival_us = qwriter_now_us();
+	if (envelope_check(env, why, sizeof(why)) < 0) {
+		store_err(err, errlen, q, area, NULL, "cannot queue message: %s", why);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!(w = calloc(1, sizeof(*w))) || !(w->wbuf = malloc(Q_WBUF_SIZE))) {
+		free(w);
+		store_err(err, errlen, q, area, NULL, "%s", strerror(ENOMEM));
+		errno = ENOMEM;
+		return NULL;
+	}
+	w->q = q;
+	w->area = area;
+	w->dirfd = dirfd;
+	if (qwriter_create(w, env, preset, replace_tmp, err, errlen) < 0 ||
+	    qwriter_header(w, env, err, errlen) < 0) {
+		int saved = errno;
+		qwriter_free(w, true);
+		errno = saved;
+		return NULL;
+	}
+	return w;
+}
+
+struct qwriter *qwriter_open(struct queue *q, enum q_area area, struct q_envelope *env,
+    char *err, size_t errlen)
+{
+	return store_writer_open(q, area, env, false, err, errlen);
+}
+
+const char *qwriter_id(const struct qwriter *w)
+{
+	return w->id;
+}
+
+uint64_t qwriter_size(const struct qwriter *w)
+{
+	return w->size;
+}
+
+int qwriter_write(struct qwriter *w, const void *data, size_t len)
+{
+	if (len > UINT64_MAX - w->size) {
+		errno = EFBIG;
+		return -1;
+	}
+	if (qwriter_put(w, data, len) < 0)
+		return -1;
+	w->size += len;
+	return 0;
+}
+
+/* Everything up to a durable tmp file with the right size field. */
+static int qwriter_finish(struct qwriter *w, const char **step)
+{
+	char field[ENVELOPE_SIZE_WIDTH + 1];
+	bool in_buf = !w->written && !w->error;	/* the header starts wbuf */
+	ssize_t n;
+
+	*step = "write";
+	envelope_size_field(field, w->size);
+	/* A typical message is still all in the buffer: fix the size there and
+	 * write the file in one go. */
+	if (in_buf)
+		memcpy(w->wbuf + envelope_size_offset(), field, ENVELOPE_SIZE_WIDTH);
+	if (qwriter_flush(w) < 0)
+		return -1;
+	n = in_buf ? ENVELOPE_SIZE_WIDTH :
+	    pwrite(w->fd, field, ENVELOPE_SIZE_WIDTH, (off_t)envelope_size_offset());
+	if (n != ENVELOPE_SIZE_WIDTH) {
+		if (n >= 0)
+			errno = EIO;
+		return -1;
+	}
+	*step = "fsync";
+	if (fsync(w->fd) < 0)
+		return -1;
+	*step = "close";
+	n = close(w->fd);
+	w->fd = -1;
+	return n < 0 ? -1 : 0;
+}
+
+int qwriter_commit(struct qwriter *w, char *err, size_t errlen)
+{
+	const char *step;
+	int saved;
+
+	if (qwriter_finish(w, &step) < 0)
+		goto fail;
+	step = "rename";
+	if (fs_rename_noreplace(w->dirfd, w->tmpname, w->dirfd, w->id) < 0)
+		goto fail;
+	w->tmpname[0] = '\0';
+	if (fs_fsync_dirfd(w->dirfd) < 0) {
+		/* Not durable, so not accepted: take it back rather than risk a
+		 * duplicate when the client retries. */
+		saved = errno;
+		unlinkat(w->dirfd, w->id, 0);
+		store_err(err, errlen, w->q, w->area, NULL, "fsync: %s", strerror(saved));
+		qwriter_free(w, false);
+		errno = saved;
+		return -1;
+	}
+	qwriter_free(w, false);
+	return 0;
+fail:
+	saved = errno;
+	store_err(err, errlen, w->q, w->area, w->tmpname, "%s: %s", step, strerror(saved));
+	qwriter_free(w, true);
+	errno = saved;
+	return -1;
+}
+
+void qwriter_abort(struct qwriter *w)
+{
+	int saved = errno;
+
+	if (w)
+		qwriter_free(w, true);
+	errno = saved;
+}
