@@ -80,7 +80,7 @@ class Instance:
 def parse_queue_file(data):
     """Split a queue file into its envelope records and the content.
 
-    The envelope header is text lines up to an 'end' line (see queue/envelope.c)."""
+    The envelope header is text lines up to a "data" line (see queue/envelope.c)."""
     env = {"rcpt": []}
     pos = 0
     while True:
@@ -97,7 +97,7 @@ def parse_queue_file(data):
     return env, data[pos:]
 
 
-QUEUE_END_LINE = "end"
+QUEUE_END_LINE = "data"
 
 
 class TestCase(unittest.TestCase):
