@@ -3,6 +3,7 @@
 #include "lib/msg.h"
 
 #include <check.h>
+#include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -582,6 +583,12 @@ START_TEST(test_output_error)
 	ck_assert_str_ne(msg_strerror(MSG_OUTPUT), "");
 	msg_free(m);
 	buf_free(&s.b);
+
+	/* No sink, no filter. */
+	p.out = NULL;
+	errno = 0;
+	ck_assert_ptr_null(msg_new(&p));
+	ck_assert_int_eq(errno, EINVAL);
 }
 END_TEST
 
