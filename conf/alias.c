@@ -100,7 +100,8 @@ static const char *conf_alias_unsupported(const char *t)
 	return NULL;
 }
 
-/* Next comma-separated element outside double quotes, whitespace trimmed. */
+/* Next comma-separated element outside double quotes, whitespace trimmed;
+ * returns where it ends: at a ',' or at the end of the string. */
 static const char *conf_alias_next(const char *p, const char **start, size_t *len)
 {
 	bool quoted = false;
@@ -120,7 +121,7 @@ static const char *conf_alias_next(const char *p, const char **start, size_t *le
 		e--;
 	*start = s;
 	*len = (size_t)(e - s);
-	return *p == ',' ? p + 1 : p;
+	return p;
 }
 
 static int conf_strv_push(char ***v, size_t *n, const char *s, size_t len)
@@ -166,11 +167,13 @@ int conf_alias_split(const char *value, char ***targets, size_t *ntargets, char 
 	char **v = NULL;
 	size_t n = 0, len;
 
-	while (*p) {
+	do {
+		if (*p == ',')
+			p++;
 		p = conf_alias_next(p, &s, &len);
 		if (len == 0 || len > ADDR_MAX) {
-			snprintf(err, errlen, len ? "an address is too long" :
-			    "empty element (use \"a@example.com, b@example.com\")");
+			snprintf(err, errlen, len ? "an address is too long" : n || *p ?
+			    "empty element (use \"a@example.com, b@example.com\")" : "no target address");
 			goto fail;
 		}
 		if (conf_strv_push(&v, &n, s, len) < 0) {
@@ -179,11 +182,7 @@ int conf_alias_split(const char *value, char ***targets, size_t *ntargets, char 
 		}
 		if (conf_alias_check(v[n - 1], err, errlen) < 0)
 			goto fail;
-	}
-	if (n == 0) {
-		snprintf(err, errlen, "no target address");
-		goto fail;
-	}
+	} while (*p == ',');
 	*targets = v;
 	*ntargets = n;
 	return 0;
@@ -264,7 +263,7 @@ static int conf_afile_entry(struct conf_afile *f, const char *text)
 		log_warn("%s:%d: duplicate alias \"%s\": keeping the first", f->path, f->line, name);
 		return 0;
 	}
-	while (*p) {
+	for (; *p; p += *p == ',') {
 		p = conf_alias_next(p, &s, &len);
 		if (len == 0)
 			continue;
@@ -315,7 +314,7 @@ static int conf_afile_lines(struct conf_afile *f, char *text)
 			log_warn("%s:%d: continuation line without an entry: ignored", f->path, lineno);
 			continue;
 		}
-		if (r == 0 && (buf_puts(&entry, " ") < 0 || buf_puts(&entry, q) < 0)) {
+		if (r == 0 && ((entry.len > 0 && buf_puts(&entry, " ") < 0) || buf_puts(&entry, q) < 0)) {
 			log_warn("%s:%d: entry too long: ignored", f->path, f->line);
 			buf_reset(&entry);
 		}
@@ -361,18 +360,11 @@ struct conf_res {
 	int depth;
 };
 
-/* Addresses are equal when the local parts match exactly and the domains
- * case-insensitively (RFC 5321 2.4). */
+/* Duplicates are found case-insensitively, as every mail system treats
+ * local parts in practice. */
 static bool conf_addr_eq(const char *a, const char *b)
 {
-	size_t la = addr_local_len(a), lb = addr_local_len(b);
-	const char *da = addr_domain(a), *db = addr_domain(b);
-
-	if (la != lb || memcmp(a, b, la) != 0)
-		return false;
-	if (!da || !db)
-		return da == db;
-	return strcasecmp(da, db) == 0;
+	return strcasecmp(a, b) == 0;
 }
 
 /* Takes ownership of addr. */
@@ -446,7 +438,8 @@ static int conf_res_loop(struct conf_res *r, const char *name)
 {
 	struct buf b;
 
-	buf_init(&b, r->errlen > 0 ? r->errlen - 1 : 0);
+	/* Bounded: at most CONF_ALIAS_MAX_DEPTH names of ADDR_MAX_LOCAL bytes. */
+	buf_init(&b, 4096);
 	buf_puts(&b, "alias loop: ");
 	for (int i = 0; i < r->depth; i++)
 		buf_printf(&b, "%s -> ", r->stack[i]);
