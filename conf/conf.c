@@ -271,55 +271,97 @@ static void conf_confuse_err(cfg_t *cfg, const char *fmt, va_list ap)
 	conf_err(x, cfg->line, "%s", msg);
 }
 
-/* ---- comments ---- */
+/* ---- preprocessing ---- */
 
-/* Blank out comments, keeping every newline, before libconfuse sees the
- * text: libconfuse 3.3 counts three lines for each comment line and rejects
- * a comment inside a list.  Quoted strings and ${VAR} are left alone. */
-static char *conf_skip_quoted(char *p)
+/* The text libconfuse sees is rewritten first, keeping every newline:
+ * - comments become blanks: libconfuse 3.3 counts three lines for each
+ *   comment line and rejects a comment inside a list;
+ * - "${" is made literal: libconfuse would substitute environment
+ *   variables, and the setgid front end must not let its caller's
+ *   environment change root's configuration (nor mangle a password that
+ *   happens to contain "${"). */
+struct conf_pp {
+	const char *p;
+	char *out;
+	size_t n;
+};
+
+static void conf_pp_quoted(struct conf_pp *x)
 {
-	char q = *p++;
+	char q = *x->p;
 
-	for (; *p && *p != q; p++)
-		if (*p == '\\' && p[1])
-			p++;
-	return *p ? p + 1 : p;
+	x->out[x->n++] = *x->p++;
+	for (; *x->p && *x->p != q; x->p++) {
+		if (q == '"' && x->p[0] == '$' && x->p[1] == '{') {
+			memcpy(x->out + x->n, "$\\{", 3);
+			x->n += 3;
+			x->p++;
+			continue;
+		}
+		if (*x->p == '\\' && x->p[1])
+			x->out[x->n++] = *x->p++;
+		x->out[x->n++] = *x->p;
+	}
+	if (*x->p)
+		x->out[x->n++] = *x->p++;
 }
 
-static char *conf_blank_until(char *p, const char *end)
+/* Unquoted ${...}: becomes the literal string "${...}". */
+static void conf_pp_dollar(struct conf_pp *x)
+{
+	const char *e = strchr(x->p, '}');
+	size_t len = e ? (size_t)(e - x->p) - 2 : strlen(x->p) - 2;
+
+	memcpy(x->out + x->n, "\"$\\{", 4);
+	x->n += 4;
+	x->p += 2;
+	for (size_t i = 0; i < len; i++, x->p++) {
+		if (*x->p == '"' || *x->p == '\\')
+			x->out[x->n++] = '\\';
+		x->out[x->n++] = *x->p;
+	}
+	if (e) {
+		x->out[x->n++] = '}';
+		x->p++;
+	}
+	x->out[x->n++] = '"';
+}
+
+static void conf_pp_blank(struct conf_pp *x, const char *end)
 {
 	size_t elen = strlen(end);
 
-	while (*p && strncmp(p, end, elen) != 0) {
-		if (*p != '\n')
-			*p = ' ';
-		p++;
-	}
-	if (*p && elen > 1)
-		for (size_t i = 0; i < elen; i++)
-			*p++ = ' ';
-	return p;
+	while (*x->p && strncmp(x->p, end, elen) != 0)
+		x->out[x->n++] = *x->p++ == '\n' ? '\n' : ' ';
+	for (size_t i = 0; elen > 1 && *x->p && i < elen; i++, x->p++)
+		x->out[x->n++] = ' ';
 }
 
-static void conf_strip_comments(char *text)
+static char *conf_preprocess(const char *text, size_t len)
 {
-	char *p = text;
+	/* Worst case: "${" -> "\"$\\{", "}" -> "}\"", a quote inside -> 2 bytes. */
+	struct conf_pp x = { text, malloc(3 * len + 1), 0 };
 
-	while (*p) {
-		if (*p == '"' || *p == '\'') {
-			p = conf_skip_quoted(p);
-		} else if (p[0] == '$' && p[1] == '{') {
-			char *e = strchr(p, '}');
-			p = e ? e + 1 : p + 2;
-		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
-			p = conf_blank_until(p, "\n");
-		} else if (p[0] == '/' && p[1] == '*') {
-			p[0] = p[1] = ' ';
-			p = conf_blank_until(p + 2, "*/");
+	if (!x.out)
+		return NULL;
+	while (*x.p) {
+		if (*x.p == '"' || *x.p == '\'') {
+			conf_pp_quoted(&x);
+		} else if (x.p[0] == '$' && x.p[1] == '{') {
+			conf_pp_dollar(&x);
+		} else if (*x.p == '#' || (x.p[0] == '/' && x.p[1] == '/')) {
+			conf_pp_blank(&x, "\n");
+		} else if (x.p[0] == '/' && x.p[1] == '*') {
+			x.p += 2;
+			x.out[x.n++] = ' ';
+			x.out[x.n++] = ' ';
+			conf_pp_blank(&x, "*/");
 		} else {
-			p++;
+			x.out[x.n++] = *x.p++;
 		}
 	}
+	x.out[x.n] = '\0';
+	return x.out;
 }
 
 /* ---- value parsers ---- */
@@ -1000,6 +1042,8 @@ static void conf_build_paths(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 		conf_bad(x, conf_key_line(x, cfg, "spool_dir"), "spool_dir", c->spool_dir,
 		    "must be an absolute path (starting with /)");
 	conf_get_nonempty(x, cfg, "user", SMTPRELAY_USER, &c->user);
+	if (c->user && (c->user[0] == '-' || c->user[strcspn(c->user, "/:, \t")] != '\0'))
+		conf_bad(x, conf_key_line(x, cfg, "user"), "user", c->user, "not a user name");
 	conf_get_path(x, cfg, "aliases_file", false, &c->aliases_file);
 }
 
@@ -1453,15 +1497,18 @@ struct config *conf_load(const char *path, char **errors)
 	memset(&x, 0, sizeof(x));
 	x.path = path;
 	if (conf_read(&x, path, &text, &st) == 0) {
-		conf_strip_comments(text);
-		cfg = conf_parse(&x, text, &rc);
+		char *pp = conf_preprocess(text, strlen(text));
+		free(text);
+		cfg = pp ? conf_parse(&x, pp, &rc) : NULL;
 		if (cfg && rc == CFG_SUCCESS)
 			c = conf_build(&x, cfg);
 		else if (cfg && x.nerrors == 0)
 			conf_err(&x, 0, "syntax error");
 		if (cfg)
 			cfg_free(cfg);
-		free(text);
+		else if (!pp)
+			conf_oom(&x);
+		free(pp);
 	}
 	if (c && x.nerrors == 0)
 		conf_warn_readable(c, &st);

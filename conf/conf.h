@@ -102,7 +102,8 @@ struct config {
  * "FILE:LINE: message\n" per problem to *errors (NULL or malloc'd; caller
  * frees); problems with the file as a whole are "FILE: message\n".
  * Warnings (e.g. world-readable secrets) go to the log.  Secrets are not
- * read here: see conf_load_secrets. */
+ * read here: see conf_load_secrets.  ${VAR} in the file is literal text (no
+ * environment substitution).  Not thread-safe (libconfuse is not). */
 struct config *conf_load(const char *path, char **errors);
 /* Read password_file / oauth2 secret files (before dropping privileges).
  * With old != NULL (SIGHUP), an unreadable secret keeps its old value with a

@@ -361,6 +361,42 @@ START_TEST(test_listen_disabled)
 }
 END_TEST
 
+START_TEST(test_comments_and_literals)
+{
+	struct config *c;
+	char *errors = NULL;
+
+	setenv("CHECK_CONF_VAR", "expanded", 1);
+	c = load_ok(
+		"/* block\n comment */ hostname = \"h1.example\" // trailing\n"
+		"admin_address = \"a#b@example.com\"  # not a comment inside quotes\n"
+		"from_address = \"u${CHECK_CONF_VAR}@example.com\"\n"
+		"smarthost s {\n"
+		"  host = \"smtp.example.com\"\n"
+		"  username = 'it\\'s ${X} # x'\n"
+		"  password = \"p${CHECK_CONF_VAR}\\\"q\"\n"
+		"  tls_ca_file = \"/etc/ssl//ca#1.pem\"\n"
+		"}\n"
+		"user = ${CHECK_CONF_VAR}\n");
+	ck_assert_str_eq(c->hostname, "h1.example");
+	ck_assert_str_eq(c->admin_address, "a#b@example.com");
+	/* ${VAR} is literal: the caller's environment never changes the config. */
+	ck_assert_str_eq(c->from_address, "u${CHECK_CONF_VAR}@example.com");
+	ck_assert_str_eq(c->smarthosts[0].password, "p${CHECK_CONF_VAR}\"q");
+	ck_assert_str_eq(c->smarthosts[0].username, "it's ${X} # x");
+	ck_assert_str_eq(c->smarthosts[0].tls_ca_file, "/etc/ssl//ca#1.pem");
+	ck_assert_str_eq(c->user, "${CHECK_CONF_VAR}");
+	conf_free(c);
+	/* An unquoted ${VAR} is a literal string too (oauth2_scope then is
+	 * reported as unused, on its own line). */
+	ck_assert_ptr_null(load("smarthost s {\n host = h.example\n"
+	    " oauth2_scope = ${CHECK_CONF_VAR}\n}\n", &errors));
+	assert_error_at(errors, 3, "oauth2_scope: only used with oauth2_token_url");
+	free(errors);
+	unsetenv("CHECK_CONF_VAR");
+}
+END_TEST
+
 /* ---- errors: one per class, with the right line ---- */
 
 static const struct {
@@ -389,6 +425,7 @@ static const struct {
 	{ "allow_networks = {\"example.com/8\"}\n", 1, "not an IPv4 or IPv6 network" },
 	{ "spool_dir = \"spool\"\n", 1, "spool_dir: \"spool\": must be an absolute path" },
 	{ "user = \"\"\n", 1, "user: \"\": must not be empty" },
+	{ "\nuser = \"mail relay\"\n", 2, "user: \"mail relay\": not a user name" },
 	{ "admin_address = \"not an address\"\n", 1, "admin_address: \"not an address\": not a valid address" },
 	{ "admin_address = \"root\"\n", 1, "admin_address: \"root\": not a valid address" },
 	{ "admin_address = \"root@localhost\"\n", 1, "must be a remote address" },
@@ -1079,6 +1116,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(t, test_smarthost_defaults);
 	tcase_add_test(t, test_smarthost_order);
 	tcase_add_test(t, test_listen_disabled);
+	tcase_add_test(t, test_comments_and_literals);
 	tcase_add_loop_test(t, test_error_classes, 0, sizeof(bad_configs) / sizeof(bad_configs[0]));
 	tcase_add_test(t, test_all_errors_collected);
 	tcase_add_test(t, test_errors_appended);
