@@ -55,7 +55,6 @@ struct conf_ctx {
 	size_t nlines;
 	size_t last;			/* index of the last line noted + 1 */
 	int unknown_line;		/* line of the last unknown key */
-	struct config *c;
 };
 
 /* libconfuse callbacks carry no user pointer; conf_load is not reentrant. */
@@ -232,12 +231,10 @@ static int conf_note_line(cfg_t *cfg, cfg_opt_t *opt)
 
 static void conf_unknown_key(struct conf_ctx *x, cfg_t *cfg, const char *name)
 {
-	/* libconfuse 3.3 reports every free-form key of the aliases block. */
-	if (strcmp(cfg->name, "aliases") == 0) {
-		conf_line_set(x, cfg, name, 0, cfg->line);
-		return;
-	}
 	conf_line_set(x, cfg, name, 0, cfg->line);
+	/* libconfuse 3.3 reports every free-form key of the aliases block. */
+	if (strcmp(cfg->name, "aliases") == 0)
+		return;
 	x->unknown_line = cfg->line;
 	if (cfg->title)
 		conf_err(x, cfg->line, "unknown key \"%.100s\" in smarthost \"%.100s\" "
