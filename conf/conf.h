@@ -99,9 +99,11 @@ struct config {
 };
 
 /* Parse and validate.  On failure returns NULL and appends one
- * "FILE:LINE: message\n" per problem to *errors (malloc'd; caller frees).
+ * "FILE:LINE: message\n" per problem to *errors (NULL or malloc'd; caller
+ * frees); problems with the file as a whole are "FILE: message\n".
  * Warnings (e.g. world-readable secrets) go to the log.  Secrets are not
- * read here: see conf_load_secrets. */
+ * read here: see conf_load_secrets.  ${VAR} in the file is literal text (no
+ * environment substitution).  Not thread-safe (libconfuse is not). */
 struct config *conf_load(const char *path, char **errors);
 /* Read password_file / oauth2 secret files (before dropping privileges).
  * With old != NULL (SIGHUP), an unreadable secret keeps its old value with a
@@ -122,9 +124,38 @@ int conf_resolve(const struct config *c, const char *addr, char ***out, char *er
  * else is qualified with hostname.  "" (null sender) stays "".  New string. */
 char *conf_rewrite_sender(const struct config *c, const char *sender);
 
+/* The alias entry for a local name (case-insensitive), or NULL. */
+const struct conf_alias *conf_alias_find(const struct config *c, const char *name);
+
+/* Internal to conf/ (conf.c <-> alias.c); other modules use the functions above. */
+/* Split "a@b.c, d@e.f" into *targets (malloc'd); -1 with a message in err. */
+int conf_alias_split(const char *value, char ***targets, size_t *ntargets, char *err, size_t errlen);
+/* Add an alias (name lower-cased; takes ownership of targets); replaces an
+ * earlier entry of the same name.  -1 on ENOMEM. */
+int conf_alias_add(struct config *c, const char *name, char **targets, size_t ntargets, bool from_block);
+/* Merge an /etc/aliases-style file (block entries win); bad lines are
+ * warnings naming FILE:LINE.  -1 with a message in err if unreadable. */
+int conf_aliases_read(struct config *c, const char *path, char *err, size_t errlen);
+void conf_aliases_free(struct config *c);
+void conf_strv_free(char **v, size_t n);
+
 /* Parse a duration "300", "5m", "1h", "2d", "30s" into seconds; -1 if bad. */
 long conf_parse_duration(const char *s);
 /* Parse a rate "14/s", "30/min", "1000/h", "0"; returns messages/second or -1. */
 double conf_parse_rate(const char *s);
+/* "sha256:" then 64 hex digits, any case, a colon allowed between byte
+ * pairs -> 32 bytes.  0, or -1 if malformed. */
+int conf_parse_fingerprint(const char *s, unsigned char out[32]);
+/* A ports entry: "587", "465", "PORT/starttls", "PORT/tls", "PORT/none"
+ * (bare 465 means tls, any other bare port starttls).  0, or -1 with a
+ * message in err. */
+int conf_parse_port(const char *s, struct conf_port *out, char *err, size_t errlen);
+/* "IPV4:PORT" or "[IPV6]:PORT", numeric only; sets addr/addrlen (not spec). */
+int conf_parse_listen(const char *s, struct conf_listen *out, char *err, size_t errlen);
+/* "ADDR/PREFIX" or a bare address (host route); host bits are zeroed and
+ * reported in *host_bits. */
+int conf_parse_cidr(const char *s, struct conf_cidr *out, bool *host_bits, char *err, size_t errlen);
+/* true if sa (AF_INET, or AF_INET6 incl. v4-mapped) is inside the network. */
+bool conf_cidr_match(const struct conf_cidr *n, const struct sockaddr *sa);
 
 #endif
