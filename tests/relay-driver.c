@@ -7,6 +7,10 @@
  *   --timeout S      give up after S seconds (relay_shutdown, grace 1 s)
  *   -d               debug log lines
  *
+ * relay-driver --inject SPOOL SENDER RCPT... < CONTENT queues one message
+ * (CRLF content as given) straight into queue/ and prints its id: tests use
+ * it when they need no front end processing.
+ *
  * Without IDs every message in queue/ is delivered.  Each envelope is read,
  * locked and handed to relay_deliver on one event loop; each outcome is
  * written with queue_update_state and printed as "ID RCPT STATE REASON".
@@ -197,6 +201,47 @@ static void driver_cleanup(struct job **jobs, int n)
 	free(jobs);
 }
 
+static int driver_inject(int argc, char **argv)
+{
+	struct q_envelope env;
+	struct q_rcpt *rcpts;
+	struct queue *q;
+	struct qwriter *w;
+	char err[256], data[65536];
+	size_t n;
+
+	if (argc < 5)
+		return 64;
+	if (!(q = queue_open(argv[2], true, err, sizeof(err)))) {
+		fprintf(stderr, "relay-driver: %s\n", err);
+		return 73;
+	}
+	rcpts = calloc((size_t)argc - 4, sizeof(*rcpts));
+	memset(&env, 0, sizeof(env));
+	env.sender = argv[3];
+	env.rcpts = rcpts;
+	env.nrcpts = (size_t)argc - 4;
+	env.uid = (long)getuid();
+	env.origin = "relay-driver";
+	for (size_t i = 0; rcpts && i < env.nrcpts; i++)
+		rcpts[i].addr = argv[4 + i];
+	w = rcpts ? qwriter_open(q, Q_QUEUE, &env, err, sizeof(err)) : NULL;
+	if (!w) {
+		fprintf(stderr, "relay-driver: %s\n", rcpts ? err : "out of memory");
+		return 75;
+	}
+	while ((n = fread(data, 1, sizeof(data), stdin)) > 0)
+		qwriter_write(w, data, n);
+	printf("%s\n", qwriter_id(w));
+	if (qwriter_commit(w, err, sizeof(err)) < 0) {
+		fprintf(stderr, "relay-driver: %s\n", err);
+		return 75;
+	}
+	free(rcpts);
+	queue_close(q);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct driver d = { 0 };
@@ -207,6 +252,8 @@ int main(int argc, char **argv)
 	struct job **jobs;
 	int nids, rc = 0;
 
+	if (argc > 1 && strcmp(argv[1], "--inject") == 0)
+		return driver_inject(argc, argv);
 	if (driver_args(argc, argv, &o) < 0) {
 		fputs("usage: relay-driver [--pickup] [--hold MS] [--idle MS] [--down MS] "
 		    "[--timeout S] [-d] CONFIG SPOOL [ID...]\n", stderr);
