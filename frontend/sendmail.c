@@ -15,6 +15,7 @@
 #include "conf/conf.h"
 #include "frontend/bs.h"
 #include "frontend/control.h"
+#include "frontend/enqueue.h"
 #include "frontend/mailq.h"
 #include "frontend/priv.h"
 #include "lib/addr.h"
@@ -287,8 +288,6 @@ static int sendmail_flush(const struct config *c)
 	return EX_OK;
 }
 
-int sendmail_deliver(const struct sendmail_opts *o, struct config *c);
-
 int sendmail_main(int argc, char **argv)
 {
 	struct sendmail_opts o;
@@ -306,7 +305,7 @@ int sendmail_main(int argc, char **argv)
 	case SM_VERIFY: r = sendmail_verify(&o, c); break;
 	case SM_FLUSH: r = sendmail_flush(c); break;
 	case SM_SMTP: r = bs_run(&o, c); break;
-	default: r = sendmail_deliver(&o, c); break;
+	default: r = enqueue_stdin(&o, c); break;
 	}
 	conf_free(c);
 	return r;

@@ -342,6 +342,7 @@ int submit_commit(struct submit *s, char id[QID_SIZE], struct submit_error *e)
 		submit_abort(s);
 		return -1;
 	}
+	qwriter_set_eightbit(s->w, msg_eightbit(s->msg));
 	r = qwriter_commit(s->w, err, sizeof(err));
 	s->w = NULL;
 	if (r < 0) {
