@@ -11,6 +11,8 @@
  * (CRLF content as given) straight into queue/ and prints its id: tests use
  * it when they need no front end processing.
  *
+ * "--then" among the IDs starts a new batch once the one before it is done
+ * (a second run in the same process: the sticky port is remembered).
  * Without IDs every message in queue/ is delivered.  Each envelope is read,
  * locked and handed to relay_deliver on one event loop; each outcome is
  * written with queue_update_state and printed as "ID RCPT STATE REASON".
@@ -33,12 +35,17 @@
 #include "lib/log.h"
 #include "queue/queue.h"
 
+struct job;
+
 struct driver {
 	struct event_base *base;
 	struct queue *q;
 	struct relay *relay;
 	size_t pending;
 	bool timed_out;
+	char **ids;
+	int nids, next;
+	struct job **jobs;
 };
 
 struct job {
@@ -46,6 +53,8 @@ struct job {
 	struct q_envelope *env;
 	int lock;
 };
+
+static void driver_batch(struct driver *d);
 
 static void driver_done(struct q_envelope *env, void *arg)
 {
@@ -59,7 +68,7 @@ static void driver_done(struct q_envelope *env, void *arg)
 		    env->rcpts[i].last_reason ? env->rcpts[i].last_reason : "");
 	fflush(stdout);
 	if (--j->d->pending == 0)
-		event_base_loopexit(j->d->base, NULL);
+		driver_batch(j->d);
 }
 
 static void driver_idle(void *arg)
@@ -170,13 +179,27 @@ static struct config *driver_config(const char *path)
 	return c;
 }
 
-static void driver_run(struct driver *d, const struct opts *o, char **ids, int nids,
-    struct job **jobs)
+/* Start the IDs up to the next "--then"; the end of the loop after the last. */
+static void driver_batch(struct driver *d)
+{
+	while (d->pending == 0 && d->next < d->nids) {
+		for (; d->next < d->nids; d->next++) {
+			if (strcmp(d->ids[d->next], "--then") == 0) {
+				d->next++;
+				break;
+			}
+			d->jobs[d->next] = driver_start(d, d->ids[d->next]);
+		}
+	}
+	if (d->pending == 0)
+		event_base_loopexit(d->base, NULL);
+}
+
+static void driver_run(struct driver *d, const struct opts *o)
 {
 	struct event *tev = NULL;
 
-	for (int i = 0; i < nids; i++)
-		jobs[i] = driver_start(d, ids[i]);
+	driver_batch(d);
 	if (o->timeout > 0) {
 		struct timeval tv = { o->timeout, 0 };
 
@@ -291,7 +314,10 @@ int main(int argc, char **argv)
 		return 70;
 	}
 	driver_tune(d.relay, &o);
-	driver_run(&d, &o, ids, nids, jobs);
+	d.ids = ids;
+	d.nids = nids;
+	d.jobs = jobs;
+	driver_run(&d, &o);
 	if (d.pending > 0 || d.timed_out)
 		rc = 1;
 	relay_free(d.relay);
