@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import BUILD, SRC  # noqa: E402
 
 DRIVER = os.path.join(BUILD, "tests", "relay-driver")
+# e.g. RELAY_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full"
+WRAPPER = os.environ.get("RELAY_WRAPPER", "").split()
 SENDMAIL = os.path.join(BUILD, "sendmail")
 PASSWORD = "Rel4y-s3cret-pw"
 CONTENT = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
@@ -142,8 +144,8 @@ class RelayTest(unittest.TestCase):
 
     def drive(self, *ids, opts=(), limit=30):
         t0 = time.monotonic()
-        p = subprocess.run([DRIVER, *opts, self.conf, self.spool, *ids], capture_output=True,
-                           timeout=limit)
+        p = subprocess.run([*WRAPPER, DRIVER, *opts, self.conf, self.spool, *ids],
+                           capture_output=True, timeout=limit * (3 if WRAPPER else 1))
         elapsed = time.monotonic() - t0
         err = p.stderr.decode(errors="replace")
         self.stderr_all += err
