@@ -142,14 +142,14 @@ class RelayTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         return p.stdout.decode().strip()
 
-    def drive(self, *ids, opts=(), limit=30):
+    def drive(self, *ids, opts=(), limit=30, rc=0):
         t0 = time.monotonic()
         p = subprocess.run([*WRAPPER, DRIVER, *opts, self.conf, self.spool, *ids],
                            capture_output=True, timeout=limit * (3 if WRAPPER else 1))
         elapsed = time.monotonic() - t0
         err = p.stderr.decode(errors="replace")
         self.stderr_all += err
-        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(p.returncode, rc, err)
         results = {}
         for line in p.stdout.decode().splitlines():
             qid, rcpt, state, reason = (line.split(" ", 3) + [""])[:4]
@@ -362,6 +362,16 @@ class RelayTest(unittest.TestCase):
         self.assertEqual(sum(e["event"] == "mail" for e in fx.events()), 2)
         self.assertEqual(len(fx.messages()), 1)
         self.assertNotIn("status=deferred", err)
+
+    def test_shutdown_defers(self):
+        fx = self.smarthost([{"name": "stall", "mode": "stall"}])
+        self.write_conf(self.section("sh", ["%d/starttls" % fx.ports["stall"]],
+                                     "  connect_timeout = 20\n"))
+        qid = self.inject(["b@example.net"])
+        # --timeout: relay_shutdown after 1 s while the connection still waits.
+        res, err, elapsed = self.drive(qid, opts=("--timeout", "1"), rc=1)
+        self.assertEqual(res[(qid, "b@example.net")], ("deferred", "delivery interrupted by shutdown"))
+        self.assertLess(elapsed, 10)
 
     # ---- password_command ----
 
