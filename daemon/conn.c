@@ -436,8 +436,9 @@ static void conn_tls_failed(struct conn *c)
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	enum conn_verdict v;
 
+	/* libevent mixes SSL_get_error() codes (library 0) into the list. */
 	while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
-		if (!first)
+		if (!first && ERR_GET_LIB(e) != 0)
 			first = e;
 	v = tls_classify_failure(ssl, first, c->sh->host, c->port->port, c->phase == PH_TLS,
 	    reason, sizeof(reason));

@@ -3,7 +3,8 @@
  * usage: conn-driver CONFIG SMARTHOST_NAME PORT_INDEX [send FROM TO CONTENT_FILE]
  *
  * Prints one JSON line with the verdict, reason, TLS details, peer, the AUTH
- * mechanisms offered and (with send) the recipient and message reply codes.
+ * mechanisms offered, (with send) the recipient and message reply codes, and
+ * the peak resident memory.
  * Exit 0 when the verdict is ok, 1 otherwise, 2 on usage or config errors.
  * $CONN_DEBUG set: debug log lines on stderr.
  */
@@ -63,6 +64,21 @@ static void drv_json_opt(const char *s, bool present)
 		fputs("null", stdout);
 }
 
+/* Peak resident memory of this process (kB), to show content is streamed. */
+static long drv_peak_rss(void)
+{
+	char line[128];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %ld", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
 static void drv_print(const struct drv *d)
 {
 	char mechs[256], *tok, *save = NULL;
@@ -90,9 +106,10 @@ static void drv_print(const struct drv *d)
 		printf("%d", d->rcpt_code);
 	printf("], \"msg_code\": ");
 	if (d->sent)
-		printf("%d}\n", d->msg_code);
+		printf("%d", d->msg_code);
 	else
-		printf("null}\n");
+		printf("null");
+	printf(", \"peak_rss_kb\": %ld}\n", drv_peak_rss());
 }
 
 static int drv_send(struct conn *c, struct drv *d)
