@@ -371,7 +371,9 @@ static void conn_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	if (result != 0) {
 		if (res)
 			evutil_freeaddrinfo(res);
-		conn_fail(c, CONN_DNS, "cannot resolve %s: %s", c->sh->host, evutil_gai_strerror(result));
+		conn_fail(c, CONN_DNS, "cannot resolve %s: %s", c->sh->host,
+		    result == EVUTIL_EAI_NONAME ? "no such host (NXDOMAIN or no address records)"
+		    : result == EVUTIL_EAI_AGAIN ? "temporary DNS failure" : evutil_gai_strerror(result));
 		return;
 	}
 	c->ai = c->ai_next = res;

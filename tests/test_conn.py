@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -53,6 +54,53 @@ def read_line(proc, deadline):
     return buf.decode()
 
 
+class ScriptServer(threading.Thread):
+    """One scripted SMTP conversation on a loopback port: ("send", bytes),
+    ("expect", line prefix) and ("close", None) steps; records the lines it
+    received."""
+
+    def __init__(self, steps):
+        super().__init__(daemon=True)
+        self.steps = steps
+        self.lines = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.start()
+
+    def run(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        conn.settimeout(10)
+        f = conn.makefile("rb")
+        try:
+            for kind, arg in self.steps:
+                if kind == "send":
+                    conn.sendall(arg)
+                    continue
+                if kind == "close":
+                    return
+                line = f.readline()
+                self.lines.append(line)
+                if not line.startswith(arg):
+                    break
+            while True:  # until the client hangs up
+                line = f.readline()
+                if not line:
+                    break
+                self.lines.append(line)
+        except OSError:
+            pass
+        finally:
+            f.close()
+            conn.close()
+            self.sock.close()
+
+
 class ConnTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -61,7 +109,7 @@ class ConnTest(unittest.TestCase):
         subprocess.run(["sh", os.path.join(SRC, "tests", "mkcerts.sh"), cls.certs], check=True)
         cls.out = os.path.join(cls.dir, "out")
         spec = {"certs": cls.certs, "outdir": cls.out, "users": {"user": PASSWORD},
-                "ports": PORTS}
+                "ports": PORTS, "rules": {"rcpt": {"bad@example.com": "550 5.1.1 no such user"}}}
         spec_path = os.path.join(cls.dir, "spec.json")
         with open(spec_path, "w") as f:
             json.dump(spec, f)
@@ -90,23 +138,23 @@ class ConnTest(unittest.TestCase):
 
     # ---- helpers ----
 
-    def config(self, port, mode, host="localhost", password=PASSWORD, extra=""):
+    def config(self, port, mode, host="localhost", password=PASSWORD, extra="", cmd_timeout=3):
         ConnTest.n += 1
         path = os.path.join(self.dir, "c%d.conf" % self.n)
         with open(path, "w") as f:
             f.write('hostname = "relay.test"\nspool_dir = "%s"\nlisten = {}\n'
                     'smarthost "sh" {\n  host = "%s"\n  ports = {"%d/%s"}\n'
                     '  username = "user"\n  password = "%s"\n  tls_ca_file = "%s"\n'
-                    '  connect_timeout = 2\n  command_timeout = 3\n%s}\n'
+                    '  connect_timeout = 2\n  command_timeout = %d\n%s}\n'
                     % (os.path.join(self.dir, "spool"), host, port, mode, password,
-                       os.path.join(self.certs, "ca.crt"), extra))
+                       os.path.join(self.certs, "ca.crt"), cmd_timeout, extra))
         os.chmod(path, 0o600)
         return path
 
-    def drive(self, conf, *send, limit=8):
+    def drive(self, conf, *send, limit=8, env=None):
         t0 = time.monotonic()
         p = subprocess.run([DRIVER, conf, "sh", "0", *(("send",) + send if send else ())],
-                           capture_output=True, timeout=30)
+                           capture_output=True, timeout=30, env=dict(os.environ, **(env or {})))
         self.assertLess(time.monotonic() - t0, limit, p.stderr)
         self.assertIn(p.returncode, (0, 1), p.stderr)
         out = p.stdout.decode()
@@ -195,6 +243,86 @@ class ConnTest(unittest.TestCase):
         new = sorted(set(self.messages()) - before)
         with open(os.path.join(self.out, new[0])) as f:
             self.assertEqual(base64.b64decode(json.load(f)["data"]), body)
+
+    def write_msg(self, content=b"Subject: t\r\n\r\nhello\r\n"):
+        path = os.path.join(self.dir, "m%d.eml" % self.n)
+        with open(path, "wb") as f:
+            f.write(content)
+        return path
+
+    def test_reuse_with_rset(self):
+        before = set(self.messages())
+        res = self.drive(self.config(self.ports["sub"], "starttls"), "s@relay.test",
+                         "r@example.com", self.write_msg(), env={"CONN_SEND_COUNT": "3"})
+        self.assertEqual(res["verdict"], "ok", res)
+        new = sorted(set(self.messages()) - before)
+        self.assertEqual(len(new), 3)
+        conns = set()
+        for name in new:
+            with open(os.path.join(self.out, name)) as f:
+                conns.add(json.load(f)["conn"])
+        self.assertEqual(len(conns), 1)
+
+    def test_rcpt_refused(self):
+        res = self.drive(self.config(self.ports["sub"], "starttls"), "s@relay.test",
+                         "bad@example.com", self.write_msg())
+        self.assertEqual(res["verdict"], "ok", res)
+        self.assertEqual(res["rcpt_codes"], [550])
+        self.assertEqual(res["msg_code"], 550)
+
+    # ---- scripted servers ----
+
+    def script(self, steps, mode="starttls", send=(), **kw):
+        srv = ScriptServer(steps)
+        res = self.drive(self.config(srv.port, mode, **kw), *send)
+        srv.join(10)
+        return res, srv
+
+    def test_starttls_injection(self):
+        res, srv = self.script([
+            ("send", b"220 hi ESMTP\r\n"), ("expect", b"EHLO"),
+            ("send", b"250-hi\r\n250 STARTTLS\r\n"), ("expect", b"STARTTLS"),
+            ("send", b"220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n")])
+        self.assertEqual(res["verdict"], "protocol-error", res)
+        self.assertIn("injection", res["reason"])
+        self.assertFalse(any(line.startswith(b"AUTH") for line in srv.lines), srv.lines)
+
+    def test_tls_record_at_greeting(self):
+        res, _ = self.script([("send", b"\x15\x03\x01\x00\x02\x02\x46")])
+        self.assertEqual(res["verdict"], "tls-mode-mismatch", res)
+        self.assertIn("implicit TLS", res["reason"])
+
+    def test_greeting_421(self):
+        res, _ = self.script([("send", b"421 4.3.2 busy, try later\r\n")])
+        self.assertEqual(res["verdict"], "temporary-failure", res)
+        self.assertIn("421 4.3.2 busy", res["reason"])
+
+    def test_none_port_no_auth(self):
+        res, srv = self.script([
+            ("send", b"220 hi ESMTP\r\n"), ("expect", b"EHLO relay.test"),
+            ("send", b"250-hi\r\n250 AUTH PLAIN\r\n"), ("expect", b"QUIT"),
+            ("send", b"221 bye\r\n")], mode="none")
+        self.assertEqual(res["verdict"], "ok", res)
+        self.assertIsNone(res["tls_version"])
+        self.assertEqual(srv.lines, [b"EHLO relay.test\r\n", b"QUIT\r\n"])
+
+    def test_lost_mid_session(self):
+        res, _ = self.script([
+            ("send", b"220 hi ESMTP\r\n"), ("expect", b"EHLO"),
+            ("send", b"250 hi\r\n"), ("expect", b"MAIL"), ("close", None)], mode="none",
+            send=("s@relay.test", "r@example.com", self.write_msg()))
+        self.assertEqual(res["verdict"], "lost", res)
+        self.assertIn("lost connection", res["reason"])
+
+    def test_command_timeout(self):
+        t0 = time.monotonic()
+        res, _ = self.script([
+            ("send", b"220 hi ESMTP\r\n"), ("expect", b"EHLO"),
+            ("send", b"250 hi\r\n"), ("expect", b"MAIL"), ("expect", b"never")], mode="none",
+            send=("s@relay.test", "r@example.com", self.write_msg()), cmd_timeout=1)
+        self.assertEqual(res["verdict"], "lost", res)
+        self.assertIn("timed out", res["reason"])
+        self.assertLess(time.monotonic() - t0, 4)
 
     # ---- connection failures ----
 
