@@ -371,7 +371,9 @@ static void conn_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	if (result != 0) {
 		if (res)
 			evutil_freeaddrinfo(res);
-		conn_fail(c, CONN_DNS, "cannot resolve %s: %s", c->sh->host, evutil_gai_strerror(result));
+		conn_fail(c, CONN_DNS, "cannot resolve %s: %s", c->sh->host,
+		    result == EVUTIL_EAI_NONAME ? "no such host (NXDOMAIN or no address records)"
+		    : result == EVUTIL_EAI_AGAIN ? "temporary DNS failure" : evutil_gai_strerror(result));
 		return;
 	}
 	c->ai = c->ai_next = res;
@@ -436,8 +438,9 @@ static void conn_tls_failed(struct conn *c)
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	enum conn_verdict v;
 
+	/* libevent mixes SSL_get_error() codes (library 0) into the list. */
 	while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
-		if (!first)
+		if (!first && ERR_GET_LIB(e) != 0)
 			first = e;
 	v = tls_classify_failure(ssl, first, c->sh->host, c->port->port, c->phase == PH_TLS,
 	    reason, sizeof(reason));

@@ -14,6 +14,41 @@
 
 #define TLS_NAMES_MAX 200
 
+/* A failed verification leaves no peer certificate in the session: the
+ * verify callback keeps the leaf and the certificate that failed, for
+ * messages that name the issuer, the host names and the dates. */
+static int tls_idx_leaf = -1;
+static int tls_idx_failed = -1;
+
+static void tls_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	X509_free(ptr);
+}
+
+static int tls_verify_cb(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	X509 *leaf = X509_STORE_CTX_get0_cert(x);
+	X509 *cur = X509_STORE_CTX_get_current_cert(x);
+
+	if (ok || !ssl || SSL_get_ex_data(ssl, tls_idx_failed))
+		return ok;
+	if (leaf && X509_up_ref(leaf) == 1 && SSL_set_ex_data(ssl, tls_idx_leaf, leaf) != 1)
+		X509_free(leaf);
+	if (cur && X509_up_ref(cur) == 1 && SSL_set_ex_data(ssl, tls_idx_failed, cur) != 1)
+		X509_free(cur);
+	return ok;
+}
+
+static int tls_init_ex(void)
+{
+	if (tls_idx_leaf < 0)
+		tls_idx_leaf = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_ex_free);
+	if (tls_idx_failed < 0)
+		tls_idx_failed = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_ex_free);
+	return tls_idx_leaf < 0 || tls_idx_failed < 0 ? -1 : 0;
+}
+
 /* "OpenSSL's reason" for the newest error in the queue; empties the queue. */
 static void tls_last_error(char *dst, size_t len)
 {
@@ -56,7 +91,7 @@ SSL_CTX *tls_client_ctx(const struct conf_smarthost *sh, char *err, size_t errle
 	int min = sh->tls_min_version ? sh->tls_min_version : TLS1_2_VERSION;
 
 	ERR_clear_error();
-	ctx = SSL_CTX_new(TLS_client_method());
+	ctx = tls_init_ex() < 0 ? NULL : SSL_CTX_new(TLS_client_method());
 	if (!ctx) {
 		tls_last_error(why, sizeof(why));
 		snprintf(err, errlen, "cannot create a TLS context: %s", why);
@@ -73,7 +108,7 @@ SSL_CTX *tls_client_ctx(const struct conf_smarthost *sh, char *err, size_t errle
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_verify(ctx, sh->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_verify(ctx, sh->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, tls_verify_cb);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
@@ -299,7 +334,8 @@ enum conn_verdict tls_check_peer(SSL *ssl, const struct conf_smarthost *sh,
 static enum conn_verdict tls_verify_failure(SSL *ssl, long vr, const char *host, unsigned port,
     char *reason, size_t len)
 {
-	X509 *cert = SSL_get0_peer_certificate(ssl);
+	X509 *cert = SSL_get_ex_data(ssl, tls_idx_leaf);
+	X509 *failed = SSL_get_ex_data(ssl, tls_idx_failed);
 	char what[TLS_NAMES_MAX], when[40];
 
 	switch (vr) {
@@ -323,8 +359,8 @@ static enum conn_verdict tls_verify_failure(SSL *ssl, long vr, const char *host,
 	default:
 		break;
 	}
-	if (cert)
-		tls_name(X509_get_issuer_name(cert), what, sizeof(what));
+	if (failed)
+		tls_name(X509_get_issuer_name(failed), what, sizeof(what));
 	else
 		snprintf(what, sizeof(what), "unknown");
 	snprintf(reason, len, "certificate of %s:%u is not trusted: %s (issuer: %s; "
@@ -359,6 +395,22 @@ static const char *tls_version_name(int v)
 	}
 }
 
+/* The server hung up without an alert.  Right after our hello that is how
+ * OpenSSL and Python servers refuse a version they do not speak. */
+static enum conn_verdict tls_closed_failure(SSL *ssl, const char *host, unsigned port,
+    char *reason, size_t len)
+{
+	if (ssl && SSL_get_state(ssl) == TLS_ST_CW_CLNT_HELLO) {
+		snprintf(reason, len, "%s:%u closed the connection in reply to our TLS hello: it "
+		    "probably does not support %s or later (tls_min_version)", host, port,
+		    tls_version_name((int)SSL_get_min_proto_version(ssl)));
+		return CONN_TLS_VERSION;
+	}
+	snprintf(reason, len, "TLS handshake with %s:%u failed: the server closed the connection",
+	    host, port);
+	return CONN_TLS_FAILED;
+}
+
 enum conn_verdict tls_classify_failure(SSL *ssl, unsigned long err, const char *host,
     unsigned port, bool implicit, char *reason, size_t len)
 {
@@ -380,11 +432,8 @@ enum conn_verdict tls_classify_failure(SSL *ssl, unsigned long err, const char *
 		    "not implicit TLS (use %u/starttls)", host, port, port);
 		return CONN_TLS_MODE_MISMATCH;
 	}
-	if (!err) {
-		snprintf(reason, len, "TLS handshake with %s:%u failed: the server closed the connection",
-		    host, port);
-		return CONN_TLS_FAILED;
-	}
+	if (!err)
+		return tls_closed_failure(ssl, host, port, reason, len);
 	why = ERR_reason_error_string(err);
 	snprintf(reason, len, "TLS handshake with %s:%u failed: %s", host, port,
 	    why ? why : "unknown OpenSSL error");

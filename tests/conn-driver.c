@@ -3,9 +3,11 @@
  * usage: conn-driver CONFIG SMARTHOST_NAME PORT_INDEX [send FROM TO CONTENT_FILE]
  *
  * Prints one JSON line with the verdict, reason, TLS details, peer, the AUTH
- * mechanisms offered and (with send) the recipient and message reply codes.
+ * mechanisms offered, (with send) the recipient and message reply codes, and
+ * the peak resident memory.
  * Exit 0 when the verdict is ok, 1 otherwise, 2 on usage or config errors.
- * $CONN_DEBUG set: debug log lines on stderr.
+ * $CONN_DEBUG set: debug log lines on stderr.  $CONN_SEND_COUNT=N: send the
+ * message N times on the one connection (RSET between them).
  */
 #include "config.h"
 
@@ -36,6 +38,7 @@ struct drv {
 	int rcpt_code;
 	int msg_code;
 	bool sent;
+	int count;			/* messages left to send on this connection */
 	struct event_base *base;
 };
 
@@ -61,6 +64,21 @@ static void drv_json_opt(const char *s, bool present)
 		drv_json_str(s);
 	else
 		fputs("null", stdout);
+}
+
+/* Peak resident memory of this process (kB), to show content is streamed. */
+static long drv_peak_rss(void)
+{
+	char line[128];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %ld", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
 }
 
 static void drv_print(const struct drv *d)
@@ -90,9 +108,10 @@ static void drv_print(const struct drv *d)
 		printf("%d", d->rcpt_code);
 	printf("], \"msg_code\": ");
 	if (d->sent)
-		printf("%d}\n", d->msg_code);
+		printf("%d", d->msg_code);
 	else
-		printf("null}\n");
+		printf("null");
+	printf(", \"peak_rss_kb\": %ld}\n", drv_peak_rss());
 }
 
 static int drv_send(struct conn *c, struct drv *d)
@@ -120,6 +139,7 @@ static int drv_send(struct conn *c, struct drv *d)
 		return -1;
 	}
 	d->sent = true;
+	d->count--;
 	return 0;
 }
 
@@ -127,7 +147,7 @@ static void drv_ready(struct conn *c, void *arg)
 {
 	struct drv *d = arg;
 
-	if (d->file && !d->sent && drv_send(c, d) == 0)
+	if (d->file && d->count > 0 && drv_send(c, d) == 0)
 		return;
 	conn_quit(c);
 }
@@ -141,7 +161,11 @@ static void drv_msg_done(struct conn *c, void *arg)
 	if (smtp_client_nrcpts(cl) > 0)
 		d->rcpt_code = smtp_client_rcpt_result(cl, 0)->code;
 	d->msg_code = r ? r->code : 0;
-	conn_quit(c);
+	/* Connection reuse: RSET, then ready() sends the next one. */
+	if (d->count > 0 && d->msg_code / 100 == 2)
+		conn_reset(c);
+	else
+		conn_quit(c);
 }
 
 static void drv_closed(struct conn *c, enum conn_verdict v, const char *reason, void *arg)
@@ -234,6 +258,7 @@ int main(int argc, char **argv)
 		d.from = argv[5];
 		d.to = argv[6];
 		d.file = argv[7];
+		d.count = getenv("CONN_SEND_COUNT") ? atoi(getenv("CONN_SEND_COUNT")) : 1;
 	}
 	conf = drv_config(argv[1]);
 	if (!conf)

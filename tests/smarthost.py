@@ -9,7 +9,8 @@ SPEC = {
   "users": {"user": "password"},      # AUTH PLAIN/LOGIN (only over TLS); XOAUTH2 tokens in "tokens"
   "tokens": {"user": "access-token"},
   "ports": [{"name": "sub", "mode": "starttls|tls|plain|stall|close",
-             "cert": "good|wronghost|expired|untrusted", "auth": true}],
+             "cert": "good|wronghost|expired|untrusted", "auth": true,
+             "max_tls": "1.2"}],                # optional: TLS 1.2 at most
   "rules": {"rcpt": {"bad@example.com": "550 5.1.1 no such user"},
             "tempfail_rcpt_first": N,   # first N RCPTs get 451
             "tempfail_data_first": N,   # first N DATAs get 451
@@ -145,7 +146,9 @@ def make_authenticator(spec, rec, port_name):
         rec.event(event="auth", port=port_name, mech=mechanism, ok=ok,
                   tls=server.transport.get_extra_info("ssl_object") is not None,
                   conn=session.conn_id)
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers 535 itself (the default,
+        # handled=True, would leave the client waiting forever).
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
     return authenticator
 
 
@@ -207,6 +210,8 @@ async def start_port(spec, rec, p, loop):
     if mode == "close":
         return await close_server(host, port)
     ctx = tls_context(spec, p.get("cert", "good")) if mode in ("starttls", "tls") else None
+    if ctx and p.get("max_tls") == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     auth = p.get("auth", True)
 
     def factory():
