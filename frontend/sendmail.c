@@ -205,7 +205,10 @@ static struct config *sendmail_config(const struct sendmail_opts *o)
 		    strerror(errno));
 		exit(EX_OSERR);
 	}
+	/* The system config may be readable by the service group only. */
+	priv_raise();
 	c = conf_load(path, &errors);
+	priv_lower();
 	if (!c) {
 		sendmail_fatal_errors(errors ? errors : "configuration error\n");
 		free(errors);
