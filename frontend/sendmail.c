@@ -225,6 +225,11 @@ static struct queue *sendmail_queue(const struct config *c, bool write)
 
 	/* An unprivileged private instance (tests, try-it) makes its own spool. */
 	q = queue_open(c->spool_dir, write && !priv_have(), err, sizeof(err));
+	if (!q && !write && errno == EACCES) {
+		fprintf(stderr, "%s: fatal: the queue in %s is readable only by root and the "
+		    SMTPRELAY_USER " user\n", sendmail_prog, c->spool_dir);
+		exit(EX_NOPERM);
+	}
 	if (!q) {
 		fprintf(stderr, "%s: fatal: %s\n", sendmail_prog, err);
 		exit(errno == EACCES ? EX_TEMPFAIL : EX_CANTCREAT);

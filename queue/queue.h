@@ -1,7 +1,8 @@
 /* The durable spool queue.
  *
  * Layout under spool_dir (Postfix's model):
- *   maildrop/  1730 user:group  setgid front end drops new messages here
+ *   maildrop/  3770 user:group  setgid front end drops new messages here (sticky,
+ *                               setgid: new files belong to the service group)
  *   queue/     0700 user        messages owned by the daemon
  *   corrupt/   0700 user        unreadable files are moved here, never deleted
  *   public/    0710 user:group  (daemon sockets; later issues)

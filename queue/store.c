@@ -20,7 +20,7 @@ static const struct {
 	const char *name;
 	mode_t mode;
 } store_dirs[] = {
-	{ "maildrop", 01730 },
+	{ "maildrop", 03770 },
 	{ "queue", 0700 },
 	{ "corrupt", 0700 },
 	{ "public", 0710 },
@@ -73,7 +73,7 @@ static const char *store_hint(int e)
 		return " (start smtprelayd once to create the spool, or check spool_dir in the config)";
 	case EACCES:
 	case EPERM:
-		return " (check owners and modes: maildrop 1730 and queue 0700, owned by the service user; "
+		return " (check owners and modes: maildrop 3770 and queue 0700, owned by the service user; "
 		    "reinstall or run as root)";
 	case ENOTDIR:
 		return " (move the file away; the spool needs a directory here)";
