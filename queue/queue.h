@@ -125,6 +125,15 @@ int queue_scan(struct queue *q, enum q_area area, char (**ids)[QID_SIZE], time_t
  * daemon-owned file, then removed from maildrop.  A bad file is quarantined. */
 int queue_pickup(struct queue *q, const char *id, char *err, size_t errlen);
 
+/* A content-file-format message on a descriptor (a memfd from a front end
+ * without the setgid privilege): validated as untrusted, the uid taken from
+ * the peer's credentials, queued under a fresh id (returned in id). */
+int queue_accept_fd(struct queue *q, int fd, long uid, char id[QID_SIZE], char *err,
+    size_t errlen);
+/* The writer for that: the content-file format into fd (not closed; no
+ * rename, no fsync needed for a memfd). */
+struct qwriter *qwriter_open_fd(int fd, struct q_envelope *env, char *err, size_t errlen);
+
 const char *q_state_name(enum q_rcpt_state s);
 
 #endif

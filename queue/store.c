@@ -56,8 +56,9 @@ void store_err(char *err, size_t errlen, const struct queue *q, enum q_area area
 
 	if (!err || !errlen)
 		return;
-	n = snprintf(err, errlen, "%s/%s%s%s: ", q->path, store_area_name(area),
-	    name ? "/" : "", name ? name : "");
+	/* q is NULL for a writer on a descriptor (no spool path to name). */
+	n = q ? snprintf(err, errlen, "%s/%s%s%s: ", q->path, store_area_name(area),
+	    name ? "/" : "", name ? name : "") : snprintf(err, errlen, "message handover: ");
 	if (n < 0 || (size_t)n >= errlen)
 		return;
 	va_start(ap, fmt);
