@@ -57,6 +57,8 @@ static int qwriter_put(struct qwriter *w, const void *data, size_t len)
 		errno = w->error;
 		return -1;
 	}
+	if (len == 0)
+		return 0;
 	if (len > Q_WBUF_SIZE - w->used) {
 		if (qwriter_flush(w) < 0)
 			return -1;
