@@ -168,7 +168,7 @@ int sendmail_parse(int argc, char **argv, struct sendmail_opts *o)
 		o->mode = SM_ALIASES;
 	sendmail_prog = name;
 	opterr = 0;
-	optind = 1;
+	optind = 0;	/* glibc: a full reset, so parsing twice (tests) works */
 	while ((c = getopt(argc, argv, optstring)) != -1) {
 		char flag[3] = { '-', (char)optopt, '\0' };
 		if (c == '?')
