@@ -350,6 +350,18 @@ class ConnTest(unittest.TestCase):
         self.assertIn("nonexistent.invalid", res["reason"])
         self.assertLess(time.monotonic() - t0, 5)
 
+    def test_dns_no_answer(self):
+        # A DNS server that never answers: connect_timeout ends the lookup.
+        blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        blackhole.bind(("127.0.0.1", 0))
+        self.addCleanup(blackhole.close)
+        t0 = time.monotonic()
+        res = self.drive(self.config(587, "starttls", host="smtp.example.com"), limit=5,
+                         env={"CONN_NAMESERVER": "127.0.0.1:%d" % blackhole.getsockname()[1]})
+        self.assertEqual(res["verdict"], "dns", res)
+        self.assertIn("cannot resolve smtp.example.com: no answer within 2s", res["reason"])
+        self.assertGreater(time.monotonic() - t0, 1.5)
+
     # ---- TLS mode ----
 
     def test_implicit_tls_on_starttls_port(self):
