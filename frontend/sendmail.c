@@ -15,6 +15,7 @@
 #include "conf/conf.h"
 #include "frontend/bs.h"
 #include "frontend/control.h"
+#include "frontend/enqueue.h"
 #include "frontend/mailq.h"
 #include "frontend/priv.h"
 #include "lib/addr.h"
@@ -167,7 +168,7 @@ int sendmail_parse(int argc, char **argv, struct sendmail_opts *o)
 		o->mode = SM_ALIASES;
 	sendmail_prog = name;
 	opterr = 0;
-	optind = 1;
+	optind = 0;	/* glibc: a full reset, so parsing twice (tests) works */
 	while ((c = getopt(argc, argv, optstring)) != -1) {
 		char flag[3] = { '-', (char)optopt, '\0' };
 		if (c == '?')
@@ -204,7 +205,10 @@ static struct config *sendmail_config(const struct sendmail_opts *o)
 		    strerror(errno));
 		exit(EX_OSERR);
 	}
+	/* The system config may be readable by the service group only. */
+	priv_raise();
 	c = conf_load(path, &errors);
+	priv_lower();
 	if (!c) {
 		sendmail_fatal_errors(errors ? errors : "configuration error\n");
 		free(errors);
@@ -221,6 +225,11 @@ static struct queue *sendmail_queue(const struct config *c, bool write)
 
 	/* An unprivileged private instance (tests, try-it) makes its own spool. */
 	q = queue_open(c->spool_dir, write && !priv_have(), err, sizeof(err));
+	if (!q && !write && errno == EACCES) {
+		fprintf(stderr, "%s: fatal: the queue in %s is readable only by root and the "
+		    SMTPRELAY_USER " user\n", sendmail_prog, c->spool_dir);
+		exit(EX_NOPERM);
+	}
 	if (!q) {
 		fprintf(stderr, "%s: fatal: %s\n", sendmail_prog, err);
 		exit(errno == EACCES ? EX_TEMPFAIL : EX_CANTCREAT);
@@ -287,8 +296,6 @@ static int sendmail_flush(const struct config *c)
 	return EX_OK;
 }
 
-int sendmail_deliver(const struct sendmail_opts *o, struct config *c);
-
 int sendmail_main(int argc, char **argv)
 {
 	struct sendmail_opts o;
@@ -306,7 +313,7 @@ int sendmail_main(int argc, char **argv)
 	case SM_VERIFY: r = sendmail_verify(&o, c); break;
 	case SM_FLUSH: r = sendmail_flush(c); break;
 	case SM_SMTP: r = bs_run(&o, c); break;
-	default: r = sendmail_deliver(&o, c); break;
+	default: r = enqueue_stdin(&o, c); break;
 	}
 	conf_free(c);
 	return r;

@@ -22,6 +22,8 @@ struct qwriter {
 	uint64_t size;		/* content bytes so far */
 	size_t used;		/* bytes waiting in wbuf */
 	bool written;		/* something went to the file: the size needs a pwrite */
+	bool eightbit;		/* patched into the header at commit */
+	off_t eightbit_off;	/* offset of the 8bitmime flag digit */
 	char id[QID_SIZE];
 	char tmpname[QID_SIZE + 8];
 	char *wbuf;		/* Q_WBUF_SIZE bytes: many small writes, few syscalls */
@@ -55,6 +57,8 @@ static int qwriter_put(struct qwriter *w, const void *data, size_t len)
 		errno = w->error;
 		return -1;
 	}
+	if (len == 0)
+		return 0;
 	if (len > Q_WBUF_SIZE - w->used) {
 		if (qwriter_flush(w) < 0)
 			return -1;
@@ -129,8 +133,14 @@ static int qwriter_header(struct qwriter *w, const struct q_envelope *env, char 
 
 	buf_init(&b, Q_MAX_HEADER);
 	r = envelope_encode(env, &b);
-	if (r == 0)
+	if (r == 0) {
+		/* Whether the body is 8-bit is known only at the end: remember
+		 * where the flag is, to patch it like the size. */
+		const char *f = strstr(b.data, "\n8bitmime ");
+		w->eightbit = env->eightbit;
+		w->eightbit_off = f ? (off_t)(f - b.data) + 10 : -1;
 		r = qwriter_put(w, b.data, b.len);
+	}
 	saved = errno;
 	buf_free(&b);
 	if (r < 0) {
@@ -184,6 +194,41 @@ struct qwriter *qwriter_open(struct queue *q, enum q_area area, struct q_envelop
 	return store_writer_open(q, area, env, false, err, errlen);
 }
 
+/* Same format into a descriptor (a memfd handed to the daemon by a front end
+ * that cannot write the maildrop): no name, no rename. */
+struct qwriter *qwriter_open_fd(int fd, struct q_envelope *env, char *err, size_t errlen)
+{
+	struct qwriter *w;
+	char why[128];
+
+	if (env->id[0] == '\0')
+		queue_new_id(env->id);
+	if (env->arrival_us == 0)
+		env->arrival_us = qwriter_now_us();
+	if (envelope_check(env, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "cannot queue message: %s", why);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!(w = calloc(1, sizeof(*w))) || !(w->wbuf = malloc(Q_WBUF_SIZE)) ||
+	    (w->fd = dup(fd)) < 0) {
+		if (w)
+			free(w->wbuf);
+		free(w);
+		snprintf(err, errlen, "%s", strerror(errno ? errno : ENOMEM));
+		return NULL;
+	}
+	w->dirfd = -1;
+	memcpy(w->id, env->id, sizeof(w->id));
+	if (qwriter_header(w, env, err, errlen) < 0) {
+		int saved = errno;
+		qwriter_free(w, false);
+		errno = saved;
+		return NULL;
+	}
+	return w;
+}
+
 const char *qwriter_id(const struct qwriter *w)
 {
 	return w->id;
@@ -192,6 +237,29 @@ const char *qwriter_id(const struct qwriter *w)
 uint64_t qwriter_size(const struct qwriter *w)
 {
 	return w->size;
+}
+
+void qwriter_set_eightbit(struct qwriter *w, bool eightbit)
+{
+	w->eightbit = w->eightbit || eightbit;
+}
+
+/* Patch a header field of the same width, in the buffer or in the file. */
+static int qwriter_patch(struct qwriter *w, bool in_buf, off_t off, const char *v, size_t len)
+{
+	ssize_t n;
+
+	if (in_buf) {
+		memcpy(w->wbuf + off, v, len);
+		return 0;
+	}
+	n = pwrite(w->fd, v, len, off);
+	if (n != (ssize_t)len) {
+		if (n >= 0)
+			errno = EIO;
+		return -1;
+	}
+	return 0;
 }
 
 int qwriter_write(struct qwriter *w, const void *data, size_t len)
@@ -211,23 +279,19 @@ static int qwriter_finish(struct qwriter *w, const char **step)
 {
 	char field[ENVELOPE_SIZE_WIDTH + 1];
 	bool in_buf = !w->written && !w->error;	/* the header starts wbuf */
-	ssize_t n;
+	int n;
 
 	*step = "write";
 	envelope_size_field(field, w->size);
-	/* A typical message is still all in the buffer: fix the size there and
-	 * write the file in one go. */
-	if (in_buf)
-		memcpy(w->wbuf + envelope_size_offset(), field, ENVELOPE_SIZE_WIDTH);
+	/* A typical message is still all in the buffer: fix the fields there
+	 * and write the file in one go. */
+	if (qwriter_patch(w, in_buf, (off_t)envelope_size_offset(), field, ENVELOPE_SIZE_WIDTH) < 0)
+		return -1;
+	if (w->eightbit && w->eightbit_off > 0 &&
+	    qwriter_patch(w, in_buf, w->eightbit_off, "1", 1) < 0)
+		return -1;
 	if (qwriter_flush(w) < 0)
 		return -1;
-	n = in_buf ? ENVELOPE_SIZE_WIDTH :
-	    pwrite(w->fd, field, ENVELOPE_SIZE_WIDTH, (off_t)envelope_size_offset());
-	if (n != ENVELOPE_SIZE_WIDTH) {
-		if (n >= 0)
-			errno = EIO;
-		return -1;
-	}
 	*step = "fsync";
 	if (fsync(w->fd) < 0)
 		return -1;
@@ -244,6 +308,10 @@ int qwriter_commit(struct qwriter *w, char *err, size_t errlen)
 
 	if (qwriter_finish(w, &step) < 0)
 		goto fail;
+	if (w->dirfd < 0) {
+		qwriter_free(w, false);
+		return 0;
+	}
 	step = "rename";
 	if (fs_rename_noreplace(w->dirfd, w->tmpname, w->dirfd, w->id) < 0)
 		goto fail;

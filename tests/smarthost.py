@@ -18,6 +18,9 @@ SPEC = {
             "throttle_first": N}        # first N MAILs get 454 Throttling failure
 }
 When listening, prints one JSON line {"ports": {NAME: PORT}} on stdout.
+Events (one JSON object a line): connect, starttls, ehlo, auth, mail, drop,
+quit (QUIT received), disconnect (connection gone) with the port name and a
+connection number "conn".
 """
 import asyncio
 import base64
@@ -84,6 +87,10 @@ class Handler:
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
+
+    async def handle_QUIT(self, server, session, envelope):
+        self.rec.event(event="quit", port=self.port, conn=session.conn_id)
+        return "221 Bye"
 
     async def handle_RCPT(self, server, session, envelope, address, options):
         rule = self.rules.get("rcpt", {}).get(address.lower())
@@ -163,6 +170,12 @@ class RecordingSMTP(SMTP):
         else:
             self.session.conn_id = next(self._rec.conn)
             self._rec.event(event="connect", port=self._port_name, conn=self.session.conn_id)
+
+    def connection_lost(self, exc):
+        if getattr(self, "session", None) is not None and not getattr(self, "_lost_told", False):
+            self._lost_told = True
+            self._rec.event(event="disconnect", port=self._port_name, conn=self.session.conn_id)
+        super().connection_lost(exc)
 
 
 
