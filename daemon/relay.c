@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "daemon/conn.h"
+#include "daemon/oauth2.h"
 #include "daemon/ratelimit.h"
 #include "daemon/secret.h"
 #include "daemon/tls.h"
@@ -61,6 +62,7 @@ struct relay_conn {
 	struct relay_sh *sh;
 	struct conn *c;			/* NULL while password_command runs */
 	struct secret_job *job;
+	struct oauth2_req *token;	/* an OAuth2 access token is on its way */
 	size_t walk;			/* position in the port order */
 	size_t port;			/* index into sh->conf->ports */
 	bool ready;			/* the session came up */
@@ -106,6 +108,7 @@ struct relay {
 	struct event *finish_ev;
 	size_t inflight;
 	struct relay_tuning tune;
+	struct oauth2 *oauth2;		/* access tokens for oauth2_token_url */
 	bool shutting_down;
 	bool idle_called;
 	struct event *grace_ev;
@@ -548,6 +551,8 @@ static const char *relay_secret_file(const struct relay_sh *sh)
 		return sh->conf->password_file;
 	if (sh->conf->password_command)
 		return "the output of password_command";
+	if (sh->conf->oauth2_token_url)
+		return "the access token from oauth2_token_url";
 	return sh->r->conf->path;
 }
 
@@ -567,6 +572,8 @@ static void relay_conn_failed(struct relay_sh *sh, size_t walk, enum conn_verdic
 		if (relay_open(sh, walk + 1) != -2)
 			return;
 	}
+	if (v == CONN_AUTH_FAILED && sh->conf->oauth2_token_url)
+		oauth2_invalidate(r->oauth2, sh->conf);
 	if (v == CONN_AUTH_FAILED)
 		log_err("smarthost %s: authentication failed for user %s: %s — check "
 		    "username/password in %s", sh->conf->name,
@@ -640,6 +647,17 @@ static void relay_on_secret(const char *secret, size_t len, const char *status,
 	relay_conn_fail_early(rc, CONN_TOKEN_FAILED, reason);
 }
 
+static void relay_on_token(const char *token, long expires_in, const char *error, void *arg)
+{
+	struct relay_conn *rc = arg;
+
+	rc->token = NULL;
+	if (token)
+		relay_connect(rc, token);
+	else
+		relay_conn_fail_early(rc, CONN_TOKEN_FAILED, error);	/* logged by oauth2 */
+}
+
 /* Open a connection to the port at walk; 0, -1 when it failed at once
  * (already handled: next port, failover), -2 on ENOMEM (nothing done). */
 static int relay_open(struct relay_sh *sh, size_t walk)
@@ -669,6 +687,15 @@ static int relay_open(struct relay_sh *sh, size_t walk)
 		relay_conn_fail_early(rc, CONN_TOKEN_FAILED, reason);
 		return -1;
 	}
+	if (relay_needs_auth(sh, rc->port) && sh->conf->oauth2_token_url) {
+		rc->token = oauth2_get(sh->r->oauth2, sh->conf, relay_on_token, rc);
+		if (rc->token)
+			return 0;
+		snprintf(reason, sizeof(reason), "smarthost %s: cannot request an OAuth2 access "
+		    "token: %s", sh->conf->name, strerror(errno));
+		relay_conn_fail_early(rc, CONN_TOKEN_FAILED, reason);
+		return -1;
+	}
 	return relay_connect(rc, sh->conf->password);
 }
 
@@ -678,9 +705,11 @@ static void relay_conn_abort(struct relay_conn *rc)
 {
 	if (rc->job)
 		secret_cancel(rc->job);
+	oauth2_cancel(rc->token);
 	if (rc->c)
 		conn_abort(rc->c);
 	rc->job = NULL;
+	rc->token = NULL;
 	rc->c = NULL;
 	relay_conn_release(rc);
 }
@@ -1201,9 +1230,11 @@ struct relay *relay_new(struct event_base *base, struct evdns_base *dns, struct 
 	TAILQ_INIT(&r->finished);
 	LIST_INIT(&r->retired);
 	r->finish_ev = event_new(base, -1, 0, relay_on_finish, r);
-	if (!r->finish_ev || relay_build(r, conf, &r->shs, &r->nshs) < 0) {
+	r->oauth2 = oauth2_new(base, dns);
+	if (!r->finish_ev || !r->oauth2 || relay_build(r, conf, &r->shs, &r->nshs) < 0) {
 		if (r->finish_ev)
 			event_free(r->finish_ev);
+		oauth2_free(r->oauth2);
 		free(r);
 		return NULL;
 	}
@@ -1408,6 +1439,7 @@ void relay_free(struct relay *r)
 	if (r->grace_ev)
 		event_free(r->grace_ev);
 	event_free(r->finish_ev);
+	oauth2_free(r->oauth2);
 	free(r);
 }
 
