@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -746,6 +747,7 @@ struct oauth2_http {
 	bool timed_out;
 	bool too_long;
 	bool finished;			/* the outcome is known; finish is active */
+	int connect_errno;		/* the TCP connect failed with this */
 	int status;
 	struct buf body;
 	char error[OAUTH2_ERR_MAX];
@@ -809,10 +811,44 @@ static void http_on_finish(evutil_socket_t fd, short what, void *arg)
 	http_free(h);
 }
 
-static bool http_errno_before_tls(int e)
+/* A connection that never got as far as a TLS exchange. */
+static bool http_connect_failed(const SSL *ssl, int e)
 {
-	return e == ECONNREFUSED || e == ENETUNREACH || e == EHOSTUNREACH || e == ECONNRESET
-	    || e == ETIMEDOUT || e == EADDRNOTAVAIL;
+	OSSL_HANDSHAKE_STATE st = ssl ? SSL_get_state(ssl) : TLS_ST_BEFORE;
+
+	if (st != TLS_ST_BEFORE && st != TLS_ST_CW_CLNT_HELLO)
+		return false;
+	return e == ECONNREFUSED || e == ENETUNREACH || e == EHOSTUNREACH || e == ETIMEDOUT
+	    || e == EADDRNOTAVAIL || (e == ECONNRESET && st == TLS_ST_BEFORE);
+}
+
+/* libevent starts the handshake once the socket is writable, which it also
+ * is when the connect failed; the first write of the hello then fails with
+ * the connect's error, which is gone by the time the request fails.  So take
+ * it when the handshake step returns. */
+static void http_ssl_info(const SSL *ssl, int where, int ret)
+{
+	struct oauth2_http *h = SSL_get_app_data(ssl);
+	int e = errno;
+
+	if ((where & SSL_CB_EXIT) && ret <= 0 && h && !h->connect_errno && http_connect_failed(ssl, e))
+		h->connect_errno = e;
+	errno = e;
+}
+
+/* The newest OpenSSL error the bufferevent kept; a system error becomes
+ * *sys_errno instead. */
+static unsigned long http_ssl_error(struct bufferevent *bev, int *sys_errno)
+{
+	unsigned long e = 0, next;
+
+	while (bev && (next = bufferevent_get_openssl_error(bev)) != 0)
+		e = next;
+	if (e && ERR_SYSTEM_ERROR(e)) {
+		*sys_errno = ERR_GET_REASON(e);
+		return 0;
+	}
+	return e;
 }
 
 /* Why there is no response, from what the connection left behind. */
@@ -820,11 +856,10 @@ static void http_explain(struct oauth2_http *h, int saved_errno)
 {
 	struct bufferevent *bev = h->evcon ? evhttp_connection_get_bufferevent(h->evcon) : NULL;
 	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-	unsigned long e = bev ? bufferevent_get_openssl_error(bev) : 0, next;
 	int dns = bev ? bufferevent_socket_get_dns_error(bev) : 0;
+	unsigned long e = http_ssl_error(bev, &saved_errno);
+	bool verify_failed = ssl && SSL_get_verify_result(ssl) != X509_V_OK;
 
-	while (bev && (next = bufferevent_get_openssl_error(bev)) != 0)
-		e = next;
 	if (h->timed_out)
 		snprintf(h->error, sizeof(h->error), "%s: timed out after %us", h->hostport,
 		    h->timeout);
@@ -834,13 +869,14 @@ static void http_explain(struct oauth2_http *h, int saved_errno)
 	else if (dns)
 		snprintf(h->error, sizeof(h->error), "cannot resolve %s: %s", h->host,
 		    evutil_gai_strerror(dns));
-	else if (ssl && !SSL_is_init_finished(ssl) && (e || SSL_get_verify_result(ssl) != X509_V_OK))
-		tls_classify_failure(ssl, e, h->host, h->port, false, h->error, sizeof(h->error));
-	else if (ssl && SSL_get_state(ssl) == TLS_ST_BEFORE && http_errno_before_tls(saved_errno))
+	else if (h->connect_errno)
+		snprintf(h->error, sizeof(h->error), "connect to %s: %s", h->hostport,
+		    strerror(h->connect_errno));
+	else if (!e && !verify_failed && http_connect_failed(ssl, saved_errno))
 		snprintf(h->error, sizeof(h->error), "connect to %s: %s", h->hostport,
 		    strerror(saved_errno));
 	else if (ssl && !SSL_is_init_finished(ssl))
-		tls_classify_failure(ssl, 0, h->host, h->port, false, h->error, sizeof(h->error));
+		tls_classify_failure(ssl, e, h->host, h->port, false, h->error, sizeof(h->error));
 	else
 		snprintf(h->error, sizeof(h->error), "%s closed the connection before a complete "
 		    "HTTP response", h->hostport);
@@ -965,6 +1001,8 @@ static int http_connect(struct oauth2_http *h, struct evdns_base *dns, SSL_CTX *
 
 	if (!ssl)
 		return -1;
+	SSL_set_app_data(ssl, h);
+	SSL_set_info_callback(ssl, http_ssl_info);
 	bev = bufferevent_openssl_socket_new(h->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (!bev) {

@@ -2,6 +2,7 @@
 #include "frontend/oauth2_login.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -435,6 +436,7 @@ int oauth2_login_main(const struct config *c, int argc, char **argv)
 {
 	struct login_opts o;
 	struct login l = { .rc = LOGIN_RUNNING };
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
 	int rc;
 
 	if (login_args(argc, argv, &o) < 0)
@@ -443,6 +445,8 @@ int oauth2_login_main(const struct config *c, int argc, char **argv)
 	if ((rc = login_check(c, l.sh, &o)) != EX_OK)
 		return rc;
 	rc = login_setup(&l, &o);
+	/* A peer closing early must be an error, not the end of the program. */
+	sigaction(SIGPIPE, &ign, &old);
 	if (rc == EX_OK) {
 		l.http_timeout = l.sh->connect_timeout + l.sh->command_timeout;
 		l.deadline = time(NULL) + (o.timeout > 0 ? o.timeout : 24 * 3600);
@@ -452,5 +456,6 @@ int oauth2_login_main(const struct config *c, int argc, char **argv)
 		rc = l.rc == LOGIN_RUNNING ? EX_SOFTWARE : l.rc;
 	}
 	login_cleanup(&l);
+	sigaction(SIGPIPE, &old, NULL);
 	return rc;
 }

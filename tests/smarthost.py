@@ -7,10 +7,11 @@ SPEC = {
   "certs": DIR,                       # from tests/mkcerts.sh
   "outdir": DIR,                      # each message -> OUTDIR/NNNN.json; events -> OUTDIR/events.jsonl
   "users": {"user": "password"},      # AUTH PLAIN/LOGIN (only over TLS); XOAUTH2 tokens in "tokens"
-  "tokens": {"user": "access-token"},
+  "tokens": {"user": "access-token"},  # XOAUTH2/OAUTHBEARER; a list: any of them
   "ports": [{"name": "sub", "mode": "starttls|tls|plain|stall|close",
              "cert": "good|wronghost|expired|untrusted", "auth": true,
-             "max_tls": "1.2"}],                # optional: TLS 1.2 at most
+             "max_tls": "1.2",                  # optional: TLS 1.2 at most
+             "no_mechs": ["XOAUTH2"]}],          # optional: mechanisms not offered
   "rules": {"rcpt": {"bad@example.com": "550 5.1.1 no such user"},
             "tempfail_rcpt_first": N,   # first N RCPTs get 451
             "tempfail_data_first": N,   # first N DATAs get 451
@@ -18,7 +19,8 @@ SPEC = {
             "throttle_first": N}        # first N MAILs get 454 Throttling failure
 }
 When listening, prints one JSON line {"ports": {NAME: PORT}} on stdout.
-Events (one JSON object a line): connect, starttls, ehlo, auth, mail, drop,
+Events (one JSON object a line): connect, starttls, ehlo, auth (with mech and
+ok; for the token mechanisms also the token's 8-character "tag"), mail, drop,
 quit (QUIT received), disconnect (connection gone) with the port name and a
 connection number "conn".
 """
@@ -119,6 +121,25 @@ class Handler:
         })
         return "250 2.0.0 OK queued"
 
+    def _token_ok(self, user, token):
+        valid = self.spec.get("tokens", {}).get(user)
+        return bool(token) and (token == valid or (isinstance(valid, list) and token in valid))
+
+    async def _token_auth(self, server, mech, user, token):
+        """Check a bearer token; on failure the provider-style error exchange:
+        334 base64 JSON, the client's answer (empty line or ^A), then 535."""
+        ok = self._token_ok(user, token)
+        self.rec.event(event="auth", port=self.port, mech=mech, ok=ok, tls=self._tls(server),
+                       conn=server.session.conn_id, tag=(token or "")[:8])
+        if ok:
+            return AuthResult(success=True, auth_data=user)
+        err = base64.b64encode(b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}')
+        await server.push("334 " + err.decode())
+        answer = await server._reader.readline()
+        self.rec.event(event="auth-error-answer", port=self.port, mech=mech,
+                       answer=answer.decode(errors="replace").strip(), conn=server.session.conn_id)
+        return AuthResult(success=False, handled=False)
+
     async def auth_XOAUTH2(self, server, args):
         """SASL XOAUTH2 with the provider-style error exchange."""
         if len(args) < 2:
@@ -129,12 +150,21 @@ class Handler:
             user, token = parts.get("user"), parts.get("auth", "")[len("Bearer "):]
         except Exception:
             return AuthResult(success=False, handled=False)
-        if self.spec.get("tokens", {}).get(user) == token:
-            return AuthResult(success=True, auth_data=user)
-        err = base64.b64encode(b'{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}')
-        await server.push("334 " + err.decode())
-        await server._reader.readline()
-        return AuthResult(success=False, handled=False)
+        return await self._token_auth(server, "XOAUTH2", user, token)
+
+    async def auth_OAUTHBEARER(self, server, args):
+        """SASL OAUTHBEARER (RFC 7628): "n,a=USER,^Ahost=..^Aauth=Bearer TOKEN^A^A"."""
+        if len(args) < 2:
+            return AuthResult(success=False, handled=False)
+        try:
+            raw = base64.b64decode(args[1]).decode()
+            gs2, _, rest = raw.partition("\x01")
+            user = next((f[2:] for f in gs2.split(",") if f.startswith("a=")), None)
+            parts = dict(p.split("=", 1) for p in rest.split("\x01") if "=" in p)
+            token = parts.get("auth", "")[len("Bearer "):]
+        except Exception:
+            return AuthResult(success=False, handled=False)
+        return await self._token_auth(server, "OAUTHBEARER", user, token)
 
 
 def make_authenticator(spec, rec, port_name):
@@ -220,7 +250,8 @@ async def start_port(spec, rec, p, loop):
                              tls_context=ctx if mode == "starttls" else None,
                              require_starttls=False, auth_required=auth and bool(spec.get("users") or spec.get("tokens")),
                              auth_require_tls=(mode != "tls"), authenticator=make_authenticator(spec, rec, p["name"]),
-                             enable_SMTPUTF8=True, timeout=30)
+                             enable_SMTPUTF8=True, timeout=30,
+                             auth_exclude_mechanism=p.get("no_mechs"))
     return await loop.create_server(factory, host, port, ssl=ctx if mode == "tls" else None)
 
 
