@@ -14,6 +14,8 @@
 #include <stddef.h>
 
 #define SMTP_LINE_MAX 512		/* command line incl. CRLF (RFC 5321 §4.5.3.1.4) */
+#define SMTP_OUT_HIGH 65536		/* replies pending: stop reading commands */
+#define SMTP_IN_MAX (1024 * 1024)	/* unprocessed input kept at most */
 
 struct smtp_reply {
 	int code;			/* e.g. 452 */
@@ -27,14 +29,22 @@ struct smtp_envelope_in {
 	size_t nrcpts;
 	bool eightbit;			/* BODY=8BITMIME */
 	bool smtputf8;
-	const char *envid;		/* ENVID= or NULL */
-	int ret;			/* 0 none, 1 FULL, 2 HDRS */
-	const unsigned *notify;		/* per recipient, q_notify bits */
-	char *const *orcpts;		/* per recipient ORCPT= or NULL entries */
+	const char *envid;		/* ENVID= xtext-decoded, or NULL */
+	int ret;			/* 0 none, 1 FULL, 2 HDRS (enum q_ret) */
+	const unsigned *notify;		/* per recipient, q_notify bits (0 = not given) */
+	char *const *orcpts;		/* per recipient ORCPT= decoded as "rfc822;addr",
+					 * or NULL entries */
 };
 
 /* Storage supplied by the driver.  Each returns 0, or -1 after filling *fail
- * with the reply to send (e.g. 452 4.3.1, 554 5.7.1). */
+ * with the reply to send (e.g. 452 4.3.1, 554 5.7.1; a code outside 400..599
+ * becomes 451, non-printable text is dropped).  begin, write and commit are
+ * required.  Addresses are as the client sent them (bare names such as
+ * "root" unqualified, "" for the null sender).
+ * Storage is open from a successful begin until commit is called or abort
+ * is: abort is called exactly then (RSET, EHLO, QUIT, EOF, timeout, free
+ * while in DATA; a write failure; content over max_message_size), never
+ * after commit, which must release its storage whether it succeeds or not. */
 struct smtp_server_sink {
 	/* Check one recipient at RCPT time (may be NULL: accept all valid). */
 	int (*rcpt)(void *ctx, const char *rcpt, struct smtp_reply *fail);
@@ -62,7 +72,9 @@ struct smtp_server;
 
 struct smtp_server *smtp_server_new(const struct smtp_server_params *p);
 void smtp_server_free(struct smtp_server *s);
-/* Input received from the client; returns 0, -1 on ENOMEM. */
+/* Input received from the client; returns 0, or -1 (ENOMEM; ENOBUFS when
+ * more than SMTP_IN_MAX bytes wait because replies are not being read):
+ * the session is then closed with a 421 queued and the driver drops it. */
 int smtp_server_input(struct smtp_server *s, const char *data, size_t len);
 /* The peer closed its side: abort any transaction. */
 void smtp_server_eof(struct smtp_server *s);
@@ -73,5 +85,10 @@ const char *smtp_server_output(struct smtp_server *s, size_t *len);
 void smtp_server_consume_output(struct smtp_server *s, size_t len);
 /* true once the session is over (after QUIT/421 output is flushed the driver closes). */
 bool smtp_server_closing(const struct smtp_server *s);
+/* false while SMTP_OUT_HIGH bytes of replies wait (the client pipelines
+ * without reading) or the session is over: the driver may stop reading
+ * until it has consumed output.  Input given anyway is kept (up to
+ * SMTP_IN_MAX) and processed once output is consumed. */
+bool smtp_server_want_input(const struct smtp_server *s);
 
 #endif
