@@ -26,8 +26,9 @@ struct bs_ctx {
 static void bs_reply(struct smtp_reply *r, const struct submit_error *e)
 {
 	r->code = e->smtp_code ? e->smtp_code : 451;
-	snprintf(r->text, sizeof(r->text), "%s %s", e->enhanced[0] ? e->enhanced : "4.3.0",
-	    e->text);
+	/* Replies are short: the reason is cut to fit one reply line. */
+	snprintf(r->text, sizeof(r->text), "%.11s %.200s",
+	    e->enhanced[0] ? e->enhanced : "4.3.0", e->text);
 }
 
 static int bs_rcpt(void *ctx, const char *rcpt, struct smtp_reply *fail)

@@ -69,10 +69,10 @@ static int enqueue_args(const struct sendmail_opts *o, char ***out, size_t *n)
 {
 	for (int i = 0; i < o->nrcpts; i++) {
 		char **list = NULL;
-		size_t cnt = 0, skipped = 0;
+		size_t cnt = 0;
+		int skipped = rfc5322_parse_addrlist(o->rcpts[i], strlen(o->rcpts[i]), &list, &cnt);
 
-		if (rfc5322_parse_addrlist(o->rcpts[i], strlen(o->rcpts[i]), &list, &cnt,
-		    &skipped) < 0)
+		if (skipped < 0)
 			return EX_TEMPFAIL;
 		if (cnt == 0 || skipped) {
 			rfc5322_free_list(list, cnt);

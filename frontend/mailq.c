@@ -52,6 +52,9 @@ static int mailq_area(struct queue *q, enum q_area area, FILE *out, unsigned lon
 	char (*ids)[QID_SIZE] = NULL;
 	int n = queue_scan(q, area, &ids, 0);
 
+	/* queue/ appears when the daemon first runs: until then it is empty. */
+	if (n < 0 && errno == ENOENT && area == Q_QUEUE)
+		return 0;
 	if (n < 0) {
 		snprintf(err, errlen, "cannot read the %s directory of %s: %s",
 		    area == Q_MAILDROP ? "maildrop" : "queue", queue_path(q), strerror(errno));

@@ -15,6 +15,7 @@
 #include "conf/conf.h"
 #include "frontend/bs.h"
 #include "frontend/control.h"
+#include "frontend/enqueue.h"
 #include "frontend/mailq.h"
 #include "frontend/priv.h"
 #include "lib/addr.h"
@@ -204,7 +205,10 @@ static struct config *sendmail_config(const struct sendmail_opts *o)
 		    strerror(errno));
 		exit(EX_OSERR);
 	}
+	/* The system config may be readable by the service group only. */
+	priv_raise();
 	c = conf_load(path, &errors);
+	priv_lower();
 	if (!c) {
 		sendmail_fatal_errors(errors ? errors : "configuration error\n");
 		free(errors);
@@ -287,8 +291,6 @@ static int sendmail_flush(const struct config *c)
 	return EX_OK;
 }
 
-int sendmail_deliver(const struct sendmail_opts *o, struct config *c);
-
 int sendmail_main(int argc, char **argv)
 {
 	struct sendmail_opts o;
@@ -306,7 +308,7 @@ int sendmail_main(int argc, char **argv)
 	case SM_VERIFY: r = sendmail_verify(&o, c); break;
 	case SM_FLUSH: r = sendmail_flush(c); break;
 	case SM_SMTP: r = bs_run(&o, c); break;
-	default: r = sendmail_deliver(&o, c); break;
+	default: r = enqueue_stdin(&o, c); break;
 	}
 	conf_free(c);
 	return r;

@@ -46,6 +46,7 @@ struct msg {
 	bool mid_line;		/* body: the current line has content */
 	bool dot_held;		/* body: the line so far is "." (dot_rule) */
 	bool ended_by_dot, eightbit, finished;
+	bool rcpts_ready;	/* header section over: -t recipients final */
 	char *obuf;
 	size_t olen, total;
 };
@@ -497,6 +498,8 @@ static int msg_add_missing(struct msg *m)
 }
 
 /* The header section is complete; blank adds the empty line before a body. */
+static int msg_rcpts_final(struct msg *m);
+
 static int msg_hdr_end(struct msg *m, bool blank)
 {
 	if (msg_field_flush(m) < 0 || msg_add_missing(m) < 0)
@@ -505,6 +508,11 @@ static int msg_hdr_end(struct msg *m, bool blank)
 		return -1;
 	m->phase = MSG_PHASE_BODY;
 	m->mid_line = false;
+	/* The envelope is written before the content: -t recipients must be
+	 * final as soon as the header section is. */
+	if (msg_rcpts_final(m) < 0)
+		return -1;
+	m->rcpts_ready = true;
 	return 0;
 }
 
@@ -719,8 +727,9 @@ int msg_finish(struct msg *m)
 	}
 	m->phase = MSG_PHASE_DONE;
 	msg_hdr_release(m);
-	if (msg_flush(m) < 0 || msg_rcpts_final(m) < 0)
+	if (msg_flush(m) < 0 || (!m->rcpts_ready && msg_rcpts_final(m) < 0))
 		return -1;
+	m->rcpts_ready = true;
 	m->finished = true;
 	return 0;
 }
@@ -754,9 +763,14 @@ bool msg_ended_by_dot(const struct msg *m)
 	return m->ended_by_dot;
 }
 
+bool msg_headers_done(const struct msg *m)
+{
+	return m->rcpts_ready;
+}
+
 char **msg_rcpts(const struct msg *m, size_t *n)
 {
-	if (!m->finished) {
+	if (!m->rcpts_ready) {
 		*n = 0;
 		return NULL;
 	}

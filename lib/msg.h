@@ -51,8 +51,11 @@ int msg_input(struct msg *m, const char *data, size_t len);
 int msg_finish(struct msg *m);
 /* A lone "." line was seen (dot_ends); the rest of the input was ignored. */
 bool msg_ended_by_dot(const struct msg *m);
-/* -t recipients after msg_finish(), in order, deduplicated (local part exact,
- * domain case-insensitive); owned by m.  NULL with *n = 0 before. */
+/* true once the header section has ended (msg_rcpts is then final). */
+bool msg_headers_done(const struct msg *m);
+/* -t recipients once the header section is over, in order, deduplicated
+ * (local part exact, domain case-insensitive); owned by m.  NULL with
+ * *n = 0 before. */
 char **msg_rcpts(const struct msg *m, size_t *n);
 /* List members in To/Cc/Bcc (or Resent-) that could not be parsed (-t). */
 size_t msg_rcpts_skipped(const struct msg *m);

@@ -88,6 +88,8 @@ const char *qwriter_id(const struct qwriter *w);
  * qwriter_commit then fails with it and a message naming the file. */
 int qwriter_write(struct qwriter *w, const void *data, size_t len);
 uint64_t qwriter_size(const struct qwriter *w);
+/* Mark the content as 8-bit (known only once it has been seen). */
+void qwriter_set_eightbit(struct qwriter *w, bool eightbit);
 /* 0 on success (the message is durably queued); -1 with err set (ENOSPC etc.
  * in errno).  Frees w in all cases. */
 int qwriter_commit(struct qwriter *w, char *err, size_t errlen);

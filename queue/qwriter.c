@@ -22,6 +22,8 @@ struct qwriter {
 	uint64_t size;		/* content bytes so far */
 	size_t used;		/* bytes waiting in wbuf */
 	bool written;		/* something went to the file: the size needs a pwrite */
+	bool eightbit;		/* patched into the header at commit */
+	off_t eightbit_off;	/* offset of the 8bitmime flag digit */
 	char id[QID_SIZE];
 	char tmpname[QID_SIZE + 8];
 	char *wbuf;		/* Q_WBUF_SIZE bytes: many small writes, few syscalls */
@@ -129,8 +131,14 @@ static int qwriter_header(struct qwriter *w, const struct q_envelope *env, char 
 
 	buf_init(&b, Q_MAX_HEADER);
 	r = envelope_encode(env, &b);
-	if (r == 0)
+	if (r == 0) {
+		/* Whether the body is 8-bit is known only at the end: remember
+		 * where the flag is, to patch it like the size. */
+		const char *f = strstr(b.data, "\n8bitmime ");
+		w->eightbit = env->eightbit;
+		w->eightbit_off = f ? (off_t)(f - b.data) + 10 : -1;
 		r = qwriter_put(w, b.data, b.len);
+	}
 	saved = errno;
 	buf_free(&b);
 	if (r < 0) {
@@ -194,6 +202,29 @@ uint64_t qwriter_size(const struct qwriter *w)
 	return w->size;
 }
 
+void qwriter_set_eightbit(struct qwriter *w, bool eightbit)
+{
+	w->eightbit = w->eightbit || eightbit;
+}
+
+/* Patch a header field of the same width, in the buffer or in the file. */
+static int qwriter_patch(struct qwriter *w, bool in_buf, off_t off, const char *v, size_t len)
+{
+	ssize_t n;
+
+	if (in_buf) {
+		memcpy(w->wbuf + off, v, len);
+		return 0;
+	}
+	n = pwrite(w->fd, v, len, off);
+	if (n != (ssize_t)len) {
+		if (n >= 0)
+			errno = EIO;
+		return -1;
+	}
+	return 0;
+}
+
 int qwriter_write(struct qwriter *w, const void *data, size_t len)
 {
 	if (len > UINT64_MAX - w->size) {
@@ -211,23 +242,19 @@ static int qwriter_finish(struct qwriter *w, const char **step)
 {
 	char field[ENVELOPE_SIZE_WIDTH + 1];
 	bool in_buf = !w->written && !w->error;	/* the header starts wbuf */
-	ssize_t n;
+	int n;
 
 	*step = "write";
 	envelope_size_field(field, w->size);
-	/* A typical message is still all in the buffer: fix the size there and
-	 * write the file in one go. */
-	if (in_buf)
-		memcpy(w->wbuf + envelope_size_offset(), field, ENVELOPE_SIZE_WIDTH);
+	/* A typical message is still all in the buffer: fix the fields there
+	 * and write the file in one go. */
+	if (qwriter_patch(w, in_buf, (off_t)envelope_size_offset(), field, ENVELOPE_SIZE_WIDTH) < 0)
+		return -1;
+	if (w->eightbit && w->eightbit_off > 0 &&
+	    qwriter_patch(w, in_buf, w->eightbit_off, "1", 1) < 0)
+		return -1;
 	if (qwriter_flush(w) < 0)
 		return -1;
-	n = in_buf ? ENVELOPE_SIZE_WIDTH :
-	    pwrite(w->fd, field, ENVELOPE_SIZE_WIDTH, (off_t)envelope_size_offset());
-	if (n != ENVELOPE_SIZE_WIDTH) {
-		if (n >= 0)
-			errno = EIO;
-		return -1;
-	}
 	*step = "fsync";
 	if (fsync(w->fd) < 0)
 		return -1;

@@ -26,6 +26,7 @@ struct submit {
 	unsigned notify;
 	bool extract;
 	char *received;
+	struct buf pending;		/* output held until the header section is over */
 	struct submit_error err;	/* first failure seen in the output path */
 	bool failed;
 };
@@ -197,10 +198,23 @@ static int submit_out(void *ctx, const char *data, size_t len)
 
 	if (s->failed)
 		return -1;
-	if (!s->w && submit_open_writer(s) < 0) {
+	if (!s->w && !msg_headers_done(s->msg)) {
+		/* A huge header section: -t recipients are not known yet. */
+		if (buf_append(&s->pending, data, len) < 0) {
+			submit_set_error(&s->err, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
+			s->failed = true;
+			return -1;
+		}
+		return 0;
+	}
+	if (!s->w && (submit_open_writer(s) < 0 ||
+	    qwriter_write(s->w, s->pending.data, s->pending.len) < 0)) {
+		if (s->w)
+			submit_spool_error(&s->err, errno, "writing the queue file");
 		s->failed = true;
 		return -1;
 	}
+	buf_free(&s->pending);
 	if (qwriter_write(s->w, data, len) < 0) {
 		snprintf(err, sizeof(err), "writing %s: %s", queue_path(s->queue), strerror(errno));
 		submit_spool_error(&s->err, errno, err);
@@ -270,6 +284,7 @@ struct submit *submit_begin(const struct submit_params *p, struct submit_error *
 		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
 		return NULL;
 	}
+	buf_init(&s->pending, 2 * 1024 * 1024);
 	s->conf = p->conf;
 	s->queue = p->queue;
 	s->area = p->area;
@@ -337,11 +352,15 @@ int submit_commit(struct submit *s, char id[QID_SIZE], struct submit_error *e)
 		submit_abort(s);
 		return -1;
 	}
-	if (!s->w && submit_open_writer(s) < 0) {
+	if (!s->w && (submit_open_writer(s) < 0 ||
+	    qwriter_write(s->w, s->pending.data, s->pending.len) < 0)) {
+		if (s->w)
+			submit_spool_error(&s->err, errno, "writing the queue file");
 		*e = s->err;
 		submit_abort(s);
 		return -1;
 	}
+	qwriter_set_eightbit(s->w, msg_eightbit(s->msg));
 	r = qwriter_commit(s->w, err, sizeof(err));
 	s->w = NULL;
 	if (r < 0) {
@@ -369,5 +388,6 @@ void submit_abort(struct submit *s)
 	free(s->env.envid);
 	free(s->env.origin);
 	free(s->received);
+	buf_free(&s->pending);
 	free(s);
 }

@@ -388,7 +388,7 @@ static int smtp_server_path(char *arg, const char *prefix, char **addr, char **p
 	} else if (addr_parse_path(arg, flags, addr, &rest) < 0) {
 		return -1;
 	}
-	*params = arg + (rest - arg);
+	*params = arg + (rest - arg);	/* rest points into arg */
 	return 0;
 }
 
@@ -396,6 +396,7 @@ static int smtp_server_path(char *arg, const char *prefix, char **addr, char **p
 
 static int smtp_server_cmd_helo(struct smtp_server *s, char *arg, bool esmtp)
 {
+	char size[32] = "";
 	char *h;
 
 	if (*arg == '\0')
@@ -414,12 +415,12 @@ static int smtp_server_cmd_helo(struct smtp_server *s, char *arg, bool esmtp)
 	s->state = SS_HELO;
 	if (!esmtp)
 		return smtp_server_reply(s, "250 %s", s->hostname);
+	/* "SIZE" alone: no fixed limit (RFC 1870 §4). */
 	if (s->max_size)
-		return buf_printf(&s->out, "250-%s\r\n250-PIPELINING\r\n250-SIZE %zu\r\n"
-		    "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n",
-		    s->hostname, s->max_size);
-	return buf_printf(&s->out, "250-%s\r\n250-PIPELINING\r\n250-SIZE\r\n"
-	    "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n", s->hostname);
+		snprintf(size, sizeof(size), " %zu", s->max_size);
+	/* One append: a multi-line reply is queued whole or not at all. */
+	return buf_printf(&s->out, "250-%s\r\n250-PIPELINING\r\n250-SIZE%s\r\n"
+	    "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n", s->hostname, size);
 }
 
 static int smtp_server_cmd_ehlo(struct smtp_server *s, char *arg)
