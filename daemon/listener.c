@@ -57,7 +57,7 @@ static void lsess_pump(struct lsess *s);
 static void lsess_reply(struct smtp_reply *r, const struct submit_error *e)
 {
 	r->code = e->smtp_code ? e->smtp_code : 451;
-	snprintf(r->text, sizeof(r->text), "%s %s", e->enhanced[0] ? e->enhanced : "4.3.0",
+	snprintf(r->text, sizeof(r->text), "%.11s %.240s", e->enhanced[0] ? e->enhanced : "4.3.0",
 	    e->text);
 }
 

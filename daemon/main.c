@@ -376,7 +376,9 @@ static int main_privileged(struct daemon *d)
 		log_err("%s", err);
 		return EX_UNAVAILABLE;
 	}
-	if (pw && main_drop_privileges(pw) < 0)
+	if (pw && pw->pw_uid == 0)
+		log_warn("%s: user is root: running with full privileges", d->conf->path);
+	else if (pw && main_drop_privileges(pw) < 0)
 		return EX_OSERR;
 	return EX_OK;
 }

@@ -94,7 +94,7 @@ static void split(const char *msg, struct part *p)
 /* The parts of a multipart body: returns how many, fills parts. */
 static int mime_parts(const char *body, const char *boundary, struct part *parts, int max)
 {
-	char delim[256], close_delim[256];
+	char delim[300], close_delim[300];
 	const char *p;
 	int n = 0;
 
