@@ -920,6 +920,9 @@ static char *conf_default_hostname(void)
 	if (gethostname(name, sizeof(name)) < 0)
 		return strdup("localhost");
 	name[sizeof(name) - 1] = '\0';
+	/* Already qualified: no resolver round trip on every sendmail call. */
+	if (strchr(name, '.') && addr_valid_domain(name, false))
+		return strdup(name);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_flags = AI_CANONNAME;
 	hints.ai_socktype = SOCK_STREAM;

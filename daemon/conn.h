@@ -84,8 +84,11 @@ struct conn_params {
 
 struct conn *conn_new(struct event_base *base, struct evdns_base *dns, const struct conn_params *p,
     const struct conn_events *ev, void *arg);
-/* Start a transaction; the content (CRLF lines, not dot-stuffed) is read
- * from content_fd (positioned at the content; the conn closes it). */
+/* Start a transaction; only after ready() (or from inside it).  The content
+ * (CRLF lines, not dot-stuffed) is read from content_fd (positioned at the
+ * content) in 64 KiB chunks as the socket drains; on success the conn owns
+ * and closes it.  -1 with errno (EINVAL: not ready, bad envelope; ENOMEM)
+ * leaves content_fd to the caller.  msg_done() or closed() follows. */
 int conn_send(struct conn *c, const struct smtp_client_msg *m, int content_fd);
 /* After msg_done: RSET and back to ready (ready() is called again). */
 void conn_reset(struct conn *c);

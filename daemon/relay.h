@@ -28,7 +28,9 @@ struct relay;
  * outcome: state DELIVERED, FAILED (5xx), or DEFERRED (4xx, connection
  * failure, shutdown) with last_reason and last_attempt set and attempts
  * incremented.  next_attempt is the scheduler's business.  One log line per
- * recipient has been written (DESIGN §6 format). */
+ * recipient has been written (DESIGN §6 format).  Always called from the
+ * event loop, never from within relay_deliver; env may be handed to
+ * relay_deliver again from here. */
 typedef void (*relay_done_fn)(struct q_envelope *env, void *arg);
 
 struct relay *relay_new(struct event_base *base, struct evdns_base *dns, struct queue *q,
@@ -39,15 +41,33 @@ struct relay *relay_new(struct event_base *base, struct evdns_base *dns, struct 
 int relay_deliver(struct relay *r, struct q_envelope *env, relay_done_fn done, void *arg);
 /* Messages accepted but not finished. */
 size_t relay_inflight(const struct relay *r);
-/* SIGHUP: new config (the caller keeps it alive until the next reload);
- * connections in progress finish on the old settings, idle ones close. */
+/* SIGHUP: new config.  Connections in the middle of a transaction finish
+ * on the old settings, then quit; idle and connecting ones close at once;
+ * waiting messages start over with the first smarthost of the new config.
+ * The caller keeps each config alive until the reload after the one that
+ * replaced it (so: the previous one too) or relay_free; connections still
+ * on a config two reloads old are aborted (their messages are retried).
+ * Returns 0; -1 on ENOMEM (the old config stays in use). */
 int relay_reload(struct relay *r, const struct config *conf);
 /* SIGTERM: start nothing new; transactions in progress may finish until
  * grace runs out, then everything is aborted and every message still held is
  * reported DEFERRED ("delivery interrupted by shutdown").  idle() is called
  * once nothing is in flight. */
 void relay_shutdown(struct relay *r, unsigned grace_seconds, void (*idle)(void *), void *arg);
+/* Frees everything; done() is not called for unfinished messages.  Not
+ * from within done() or idle(). */
 void relay_free(struct relay *r);
+
+/* Internal timings; tests shorten them. */
+struct relay_tuning {
+	unsigned idle_timeout_ms;	/* an idle connection is kept for reuse: 5000 */
+	unsigned throttle_hold_ms;	/* a throttled smarthost is held: 15000 */
+	unsigned throttle_cap_ms;	/* a message held longer in total is deferred: 300000 */
+	unsigned down_ms;		/* a smarthost whose every port failed is skipped: 60000 */
+	unsigned password_timeout;	/* seconds for password_command: 30 */
+};
+void relay_get_tuning(const struct relay *r, struct relay_tuning *t);
+void relay_set_tuning(struct relay *r, const struct relay_tuning *t);
 
 /* For `smtprelay status`: what a smarthost is doing. */
 struct relay_smarthost_status {

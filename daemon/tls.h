@@ -20,8 +20,11 @@ SSL *tls_new_ssl(SSL_CTX *ctx, const struct conf_smarthost *sh);
  * Fills info; returns CONN_OK or the verdict with a reason. */
 enum conn_verdict tls_check_peer(SSL *ssl, const struct conf_smarthost *sh,
     struct conn_tls_info *info, char *reason, size_t len);
-/* Classify a failed handshake (OpenSSL error queue + verify result). */
+/* Classify a failed handshake: err is the OpenSSL error that ended it (0
+ * when the peer just closed), plus the verify result kept in ssl.  implicit:
+ * the handshake was implicit TLS (a plaintext answer is then a mode
+ * mismatch). */
 enum conn_verdict tls_classify_failure(SSL *ssl, unsigned long err, const char *host,
-    unsigned port, char *reason, size_t len);
+    unsigned port, bool implicit, char *reason, size_t len);
 
 #endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "frontend/enqueue.h"
+#include "frontend/handoff.h"
 #include "frontend/priv.h"
 #include "lib/fsutil.h"
 #include "queue/submit.h"
@@ -19,6 +20,8 @@ struct bs_ctx {
 	const struct config *c;
 	struct queue *q;
 	struct submit *s;
+	bool handover;			/* no maildrop access: pass messages to the daemon */
+	int memfd;
 	const char *full_name;
 	char gecos[256];
 };
@@ -29,6 +32,13 @@ static void bs_reply(struct smtp_reply *r, const struct submit_error *e)
 	/* Replies are short: the reason is cut to fit one reply line. */
 	snprintf(r->text, sizeof(r->text), "%.11s %.200s",
 	    e->enhanced[0] ? e->enhanced : "4.3.0", e->text);
+}
+
+static void bs_close_memfd(struct bs_ctx *b)
+{
+	if (b->memfd >= 0)
+		close(b->memfd);
+	b->memfd = -1;
 }
 
 static int bs_rcpt(void *ctx, const char *rcpt, struct smtp_reply *fail)
@@ -59,6 +69,15 @@ static int bs_begin(void *ctx, const struct smtp_envelope_in *env, struct smtp_r
 		.uid = (long)getuid(), .origin = "sendmail -bs",
 	};
 
+	if (b->handover) {
+		p.handover = true;
+		p.handover_fd = b->memfd = handoff_memfd();
+		if (b->memfd < 0) {
+			fail->code = 451;
+			snprintf(fail->text, sizeof(fail->text), "4.3.0 memfd_create failed");
+			return -1;
+		}
+	}
 	priv_raise();
 	b->s = submit_begin(&p, &e);
 	if (!b->s) {
@@ -94,6 +113,13 @@ static int bs_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_reply 
 	r = submit_commit(b->s, id, &e);
 	b->s = NULL;
 	priv_lower();
+	if (r == 0 && b->handover &&
+	    handoff_send(b->c->spool_dir, b->memfd, id, sizeof(id), e.text, sizeof(e.text)) < 0) {
+		e.smtp_code = 451;
+		snprintf(e.enhanced, sizeof(e.enhanced), "4.3.0");
+		r = -1;
+	}
+	bs_close_memfd(b);
 	if (r < 0) {
 		bs_reply(fail, &e);
 		return -1;
@@ -106,6 +132,7 @@ static void bs_abort(void *ctx)
 {
 	struct bs_ctx *b = ctx;
 
+	bs_close_memfd(b);
 	if (b->s) {
 		submit_abort(b->s);
 		b->s = NULL;
@@ -154,7 +181,7 @@ static int bs_loop(struct smtp_server *srv)
 
 int bs_run(const struct sendmail_opts *o, const struct config *c)
 {
-	struct bs_ctx b = { .o = o, .c = c };
+	struct bs_ctx b = { .o = o, .c = c, .memfd = -1 };
 	struct smtp_server_params sp = {
 		.hostname = c->hostname, .peer_allowed = true,
 		.max_message_size = c->max_message_size, .max_recipients = c->max_recipients,
@@ -166,6 +193,7 @@ int bs_run(const struct sendmail_opts *o, const struct config *c)
 
 	priv_raise();
 	b.q = queue_open(c->spool_dir, !priv_have(), err, sizeof(err));
+	b.handover = b.q && handoff_needed(c->spool_dir);
 	priv_lower();
 	if (!b.q) {
 		printf("421 4.3.0 %s Service not available: %s\r\n", c->hostname, err);

@@ -9,6 +9,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "frontend/handoff.h"
 #include "frontend/priv.h"
 #include "lib/addr.h"
 #include "lib/rfc5322.h"
@@ -127,6 +128,15 @@ static int enqueue_copy(struct submit *s, struct submit_error *e)
 	return n == 0 ? 0 : -1;
 }
 
+static int enqueue_handover(const struct config *c, int fd, char *id, struct submit_error *e)
+{
+	if (handoff_send(c->spool_dir, fd, id, QID_SIZE, e->text, sizeof(e->text)) < 0) {
+		e->exit_code = EX_TEMPFAIL;
+		return -1;
+	}
+	return 0;
+}
+
 static int enqueue_run(const struct sendmail_opts *o, const struct config *c,
     struct submit_params *p)
 {
@@ -142,6 +152,14 @@ static int enqueue_run(const struct sendmail_opts *o, const struct config *c,
 		fprintf(stderr, "sendmail: fatal: %s\n", err);
 		return errno == EACCES ? EX_TEMPFAIL : EX_CANTCREAT;
 	}
+	/* No setgid privilege (NoNewPrivileges): the daemon takes the message. */
+	p->handover = handoff_needed(c->spool_dir);
+	if (p->handover && (p->handover_fd = handoff_memfd()) < 0) {
+		priv_lower();
+		queue_close(p->queue);
+		fprintf(stderr, "sendmail: fatal: memfd_create: %s\n", strerror(errno));
+		return EX_OSERR;
+	}
 	s = submit_begin(p, &e);
 	r = s ? enqueue_copy(s, &e) : -1;
 	if (r < 0 && s)
@@ -150,6 +168,10 @@ static int enqueue_run(const struct sendmail_opts *o, const struct config *c,
 		r = submit_commit(s, id, &e);
 	priv_lower();
 	queue_close(p->queue);
+	if (r == 0 && p->handover)
+		r = enqueue_handover(c, p->handover_fd, id, &e);
+	if (p->handover)
+		close(p->handover_fd);
 	if (r < 0)
 		return enqueue_fail(&e);
 	if (o->verbose)

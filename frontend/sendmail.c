@@ -168,7 +168,7 @@ int sendmail_parse(int argc, char **argv, struct sendmail_opts *o)
 		o->mode = SM_ALIASES;
 	sendmail_prog = name;
 	opterr = 0;
-	optind = 1;
+	optind = 0;	/* glibc: a full reset, so parsing twice (tests) works */
 	while ((c = getopt(argc, argv, optstring)) != -1) {
 		char flag[3] = { '-', (char)optopt, '\0' };
 		if (c == '?')
@@ -225,6 +225,11 @@ static struct queue *sendmail_queue(const struct config *c, bool write)
 
 	/* An unprivileged private instance (tests, try-it) makes its own spool. */
 	q = queue_open(c->spool_dir, write && !priv_have(), err, sizeof(err));
+	if (!q && !write && errno == EACCES) {
+		fprintf(stderr, "%s: fatal: the queue in %s is readable only by root and the "
+		    SMTPRELAY_USER " user\n", sendmail_prog, c->spool_dir);
+		exit(EX_NOPERM);
+	}
 	if (!q) {
 		fprintf(stderr, "%s: fatal: %s\n", sendmail_prog, err);
 		exit(errno == EACCES ? EX_TEMPFAIL : EX_CANTCREAT);

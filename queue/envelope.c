@@ -512,7 +512,8 @@ static int envelope_head_ids(struct envelope_parser *p, struct q_envelope *env,
 		return -1;
 	if (envelope_field(p, "id", &v) < 0)
 		return -1;
-	if (!queue_id_valid(v) || strcmp(v, id) != 0)
+	/* id NULL: a message handed over on a descriptor has no file name. */
+	if (!queue_id_valid(v) || (id && strcmp(v, id) != 0))
 		return envelope_fail(p, "id does not match the file name");
 	memcpy(env->id, v, QID_ID_LEN + 1);
 	if (envelope_field(p, "arrival", &v) < 0 || envelope_num(p, v, INT64_MAX, "arrival", &n) < 0)

@@ -1,7 +1,8 @@
 /* The durable spool queue.
  *
  * Layout under spool_dir (Postfix's model):
- *   maildrop/  1730 user:group  setgid front end drops new messages here
+ *   maildrop/  3770 user:group  setgid front end drops new messages here (sticky,
+ *                               setgid: new files belong to the service group)
  *   queue/     0700 user        messages owned by the daemon
  *   corrupt/   0700 user        unreadable files are moved here, never deleted
  *   public/    0710 user:group  (daemon sockets; later issues)
@@ -123,6 +124,15 @@ int queue_scan(struct queue *q, enum q_area area, char (**ids)[QID_SIZE], time_t
 /* Move one maildrop message into queue/: validated as untrusted, copied to a
  * daemon-owned file, then removed from maildrop.  A bad file is quarantined. */
 int queue_pickup(struct queue *q, const char *id, char *err, size_t errlen);
+
+/* A content-file-format message on a descriptor (a memfd from a front end
+ * without the setgid privilege): validated as untrusted, the uid taken from
+ * the peer's credentials, queued under a fresh id (returned in id). */
+int queue_accept_fd(struct queue *q, int fd, long uid, char id[QID_SIZE], char *err,
+    size_t errlen);
+/* The writer for that: the content-file format into fd (not closed; no
+ * rename, no fsync needed for a memfd). */
+struct qwriter *qwriter_open_fd(int fd, struct q_envelope *env, char *err, size_t errlen);
 
 const char *q_state_name(enum q_rcpt_state s);
 

@@ -57,6 +57,8 @@ static int qwriter_put(struct qwriter *w, const void *data, size_t len)
 		errno = w->error;
 		return -1;
 	}
+	if (len == 0)
+		return 0;
 	if (len > Q_WBUF_SIZE - w->used) {
 		if (qwriter_flush(w) < 0)
 			return -1;
@@ -192,6 +194,41 @@ struct qwriter *qwriter_open(struct queue *q, enum q_area area, struct q_envelop
 	return store_writer_open(q, area, env, false, err, errlen);
 }
 
+/* Same format into a descriptor (a memfd handed to the daemon by a front end
+ * that cannot write the maildrop): no name, no rename. */
+struct qwriter *qwriter_open_fd(int fd, struct q_envelope *env, char *err, size_t errlen)
+{
+	struct qwriter *w;
+	char why[128];
+
+	if (env->id[0] == '\0')
+		queue_new_id(env->id);
+	if (env->arrival_us == 0)
+		env->arrival_us = qwriter_now_us();
+	if (envelope_check(env, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "cannot queue message: %s", why);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!(w = calloc(1, sizeof(*w))) || !(w->wbuf = malloc(Q_WBUF_SIZE)) ||
+	    (w->fd = dup(fd)) < 0) {
+		if (w)
+			free(w->wbuf);
+		free(w);
+		snprintf(err, errlen, "%s", strerror(errno ? errno : ENOMEM));
+		return NULL;
+	}
+	w->dirfd = -1;
+	memcpy(w->id, env->id, sizeof(w->id));
+	if (qwriter_header(w, env, err, errlen) < 0) {
+		int saved = errno;
+		qwriter_free(w, false);
+		errno = saved;
+		return NULL;
+	}
+	return w;
+}
+
 const char *qwriter_id(const struct qwriter *w)
 {
 	return w->id;
@@ -271,6 +308,10 @@ int qwriter_commit(struct qwriter *w, char *err, size_t errlen)
 
 	if (qwriter_finish(w, &step) < 0)
 		goto fail;
+	if (w->dirfd < 0) {
+		qwriter_free(w, false);
+		return 0;
+	}
 	step = "rename";
 	if (fs_rename_noreplace(w->dirfd, w->tmpname, w->dirfd, w->id) < 0)
 		goto fail;

@@ -209,7 +209,7 @@ static int scan_bad(struct queue *q, const char *id, const char *why, char *err,
 
 /* Copy the validated maildrop message on fd into queue/ under env->id. */
 static int scan_transfer(struct queue *q, const char *id, int fd, struct q_envelope *env,
-    char *err, size_t errlen)
+    bool from_maildrop, char *err, size_t errlen)
 {
 	struct qwriter *w;
 	int r;
@@ -221,7 +221,7 @@ static int scan_transfer(struct queue *q, const char *id, int fd, struct q_envel
 	if (r < 0) {
 		int saved = errno;
 		qwriter_abort(w);
-		if (saved == EBADMSG)
+		if (saved == EBADMSG && from_maildrop)
 			return scan_bad(q, id, "content shorter than its header says", err, errlen);
 		store_err(err, errlen, q, Q_QUEUE, env->id, "copy: %s", strerror(saved));
 		errno = saved;
@@ -292,7 +292,7 @@ static int scan_move(struct queue *q, const char *id, int fd, const struct stat 
 		r = 0;
 	}
 	if (r == 0)
-		r = scan_transfer(q, id, fd, env, err, errlen);
+		r = scan_transfer(q, id, fd, env, true, err, errlen);
 	else if (r < 0)
 		store_err(err, errlen, q, Q_QUEUE, id, "%s", strerror(errno));
 	q_envelope_free(env);
@@ -341,5 +341,37 @@ int queue_pickup(struct queue *q, const char *id, char *err, size_t errlen)
 	saved = errno;
 	close(fd);
 	errno = saved;
+	return r;
+}
+
+/* ---- handover: a message on a descriptor from a front end that could not
+ * write the maildrop (NoNewPrivileges); as untrusted as a maildrop file ---- */
+
+int queue_accept_fd(struct queue *q, int fd, long uid, char id[QID_SIZE], char *err,
+    size_t errlen)
+{
+	struct q_envelope *env;
+	struct stat st;
+	char why[256];
+	int r;
+
+	if (store_area_fd(q, Q_QUEUE, err, errlen) < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "handed-over message is not a regular file");
+		errno = EBADMSG;
+		return -1;
+	}
+	if (envelope_parse(fd, NULL, (uint64_t)st.st_size, &env, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "handed-over message: %s", why);
+		return -1;
+	}
+	/* Who sent it is what the kernel says, and the id is ours to choose. */
+	env->uid = uid;
+	env->id[0] = '\0';
+	r = scan_transfer(q, "handover", fd, env, false, err, errlen);
+	if (r == 0)
+		memcpy(id, env->id, QID_SIZE);
+	q_envelope_free(env);
 	return r;
 }

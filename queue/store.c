@@ -20,7 +20,7 @@ static const struct {
 	const char *name;
 	mode_t mode;
 } store_dirs[] = {
-	{ "maildrop", 01730 },
+	{ "maildrop", 03770 },
 	{ "queue", 0700 },
 	{ "corrupt", 0700 },
 	{ "public", 0710 },
@@ -56,8 +56,9 @@ void store_err(char *err, size_t errlen, const struct queue *q, enum q_area area
 
 	if (!err || !errlen)
 		return;
-	n = snprintf(err, errlen, "%s/%s%s%s: ", q->path, store_area_name(area),
-	    name ? "/" : "", name ? name : "");
+	/* q is NULL for a writer on a descriptor (no spool path to name). */
+	n = q ? snprintf(err, errlen, "%s/%s%s%s: ", q->path, store_area_name(area),
+	    name ? "/" : "", name ? name : "") : snprintf(err, errlen, "message handover: ");
 	if (n < 0 || (size_t)n >= errlen)
 		return;
 	va_start(ap, fmt);
@@ -73,7 +74,7 @@ static const char *store_hint(int e)
 		return " (start smtprelayd once to create the spool, or check spool_dir in the config)";
 	case EACCES:
 	case EPERM:
-		return " (check owners and modes: maildrop 1730 and queue 0700, owned by the service user; "
+		return " (check owners and modes: maildrop 3770 and queue 0700, owned by the service user; "
 		    "reinstall or run as root)";
 	case ENOTDIR:
 		return " (move the file away; the spool needs a directory here)";

@@ -18,6 +18,7 @@ struct submit {
 	const struct config *conf;
 	struct queue *queue;
 	enum q_area area;
+	int handover_fd;		/* -1: write into the spool area */
 	struct msg *msg;
 	struct qwriter *w;
 	struct q_envelope env;
@@ -183,7 +184,9 @@ static int submit_open_writer(struct submit *s)
 		if (addr_is_utf8(s->rcpts[i]))
 			s->env.smtputf8 = true;
 	}
-	s->w = qwriter_open(s->queue, s->area, &s->env, err, sizeof(err));
+	s->w = s->handover_fd >= 0 ?
+	    qwriter_open_fd(s->handover_fd, &s->env, err, sizeof(err)) :
+	    qwriter_open(s->queue, s->area, &s->env, err, sizeof(err));
 	if (!s->w) {
 		submit_spool_error(&s->err, errno, err);
 		return -1;
@@ -287,6 +290,7 @@ struct submit *submit_begin(const struct submit_params *p, struct submit_error *
 	buf_init(&s->pending, 2 * 1024 * 1024);
 	s->conf = p->conf;
 	s->queue = p->queue;
+	s->handover_fd = p->handover ? p->handover_fd : -1;
 	s->area = p->area;
 	s->notify = p->notify;
 	s->extract = p->extract_rcpts;

@@ -960,7 +960,7 @@ START_TEST(test_open_errors)
 	q = open_spool();
 	queue_close(q);
 	ck_assert_int_eq(stat(path_of("maildrop", NULL), &st), 0);
-	ck_assert_int_eq(st.st_mode & 07777, 01730);
+	ck_assert_int_eq(st.st_mode & 07777, 03770);
 	ck_assert_int_eq(stat(path_of("queue", NULL), &st), 0);
 	ck_assert_int_eq(st.st_mode & 07777, 0700);
 	ck_assert_int_eq(stat(path_of("corrupt", NULL), &st), 0);

@@ -11,14 +11,16 @@
 
 static int parse(struct sendmail_opts *o, const char *args)
 {
-	char *copy = strdup(args), *save = NULL;
+	static char copy[1024];
 	static char *argv[64];
+	char *save = NULL;
 	int argc = 0;
 
+	snprintf(copy, sizeof(copy), "%s", args);
 	for (char *t = strtok_r(copy, " ", &save); t && argc < 63; t = strtok_r(NULL, " ", &save))
 		argv[argc++] = t;
 	argv[argc] = NULL;
-	/* copy is deliberately kept: argv points into it while o is used */
+	/* copy is static: o->rcpts points into it after we return */
 	return sendmail_parse(argc, argv, o);
 }
 

@@ -9,7 +9,8 @@ SPEC = {
   "users": {"user": "password"},      # AUTH PLAIN/LOGIN (only over TLS); XOAUTH2 tokens in "tokens"
   "tokens": {"user": "access-token"},
   "ports": [{"name": "sub", "mode": "starttls|tls|plain|stall|close",
-             "cert": "good|wronghost|expired|untrusted", "auth": true}],
+             "cert": "good|wronghost|expired|untrusted", "auth": true,
+             "max_tls": "1.2"}],                # optional: TLS 1.2 at most
   "rules": {"rcpt": {"bad@example.com": "550 5.1.1 no such user"},
             "tempfail_rcpt_first": N,   # first N RCPTs get 451
             "tempfail_data_first": N,   # first N DATAs get 451
@@ -17,6 +18,9 @@ SPEC = {
             "throttle_first": N}        # first N MAILs get 454 Throttling failure
 }
 When listening, prints one JSON line {"ports": {NAME: PORT}} on stdout.
+Events (one JSON object a line): connect, starttls, ehlo, auth, mail, drop,
+quit (QUIT received), disconnect (connection gone) with the port name and a
+connection number "conn".
 """
 import asyncio
 import base64
@@ -84,6 +88,10 @@ class Handler:
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
 
+    async def handle_QUIT(self, server, session, envelope):
+        self.rec.event(event="quit", port=self.port, conn=session.conn_id)
+        return "221 Bye"
+
     async def handle_RCPT(self, server, session, envelope, address, options):
         rule = self.rules.get("rcpt", {}).get(address.lower())
         if rule:
@@ -138,7 +146,9 @@ def make_authenticator(spec, rec, port_name):
         rec.event(event="auth", port=port_name, mech=mechanism, ok=ok,
                   tls=server.transport.get_extra_info("ssl_object") is not None,
                   conn=session.conn_id)
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers 535 itself (the default,
+        # handled=True, would leave the client waiting forever).
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
     return authenticator
 
 
@@ -160,6 +170,12 @@ class RecordingSMTP(SMTP):
         else:
             self.session.conn_id = next(self._rec.conn)
             self._rec.event(event="connect", port=self._port_name, conn=self.session.conn_id)
+
+    def connection_lost(self, exc):
+        if getattr(self, "session", None) is not None and not getattr(self, "_lost_told", False):
+            self._lost_told = True
+            self._rec.event(event="disconnect", port=self._port_name, conn=self.session.conn_id)
+        super().connection_lost(exc)
 
 
 
@@ -194,6 +210,8 @@ async def start_port(spec, rec, p, loop):
     if mode == "close":
         return await close_server(host, port)
     ctx = tls_context(spec, p.get("cert", "good")) if mode in ("starttls", "tls") else None
+    if ctx and p.get("max_tls") == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     auth = p.get("auth", True)
 
     def factory():
