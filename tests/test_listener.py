@@ -71,7 +71,9 @@ class Daemon:
         env.pop("SMTPRELAY_CONF", None)
         env.pop("NOTIFY_SOCKET", None)
         with open(self.log_path, "ab") as err:
-            self.proc = subprocess.Popen([self.inst.path("smtprelayd"), "-d", "-C", self.inst.conf],
+            # SMTPRELAYD_WRAPPER="valgrind --log-file=..." runs the daemon under a checker.
+            wrapper = os.environ.get("SMTPRELAYD_WRAPPER", "").split()
+            self.proc = subprocess.Popen(wrapper + [self.inst.path("smtprelayd"), "-d", "-C", self.inst.conf],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=err, env=env, preexec_fn=self.preexec_fn)
         if wait:
