@@ -116,7 +116,7 @@ class DaemonTest(testlib.TestCase):
         inst = self.new_instance()
         d = Daemon(inst, body)
         self.addCleanup(self.check_logs, d)
-        self.addCleanup(d.stop)
+        self.addCleanup(d.stop_checked)
         if start:
             d.start()
         return d

@@ -48,6 +48,7 @@ class Daemon:
         self.log_path = os.path.join(inst.dir, "smtprelayd.log")
         self.proc = None
         self.sockets = []
+        self.extra_env = {}
         self.preexec_fn = preexec_fn
         self.write_config(config_body)
 
@@ -70,6 +71,7 @@ class Daemon:
         env = dict(os.environ)
         env.pop("SMTPRELAY_CONF", None)
         env.pop("NOTIFY_SOCKET", None)
+        env.update(self.extra_env)
         with open(self.log_path, "ab") as err:
             # SMTPRELAYD_WRAPPER="valgrind --log-file=..." runs the daemon under a checker.
             wrapper = os.environ.get("SMTPRELAYD_WRAPPER", "").split()
@@ -97,6 +99,18 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
             raise AssertionError("smtprelayd did not exit within %d s after SIGTERM" % timeout)
+
+    def stop_checked(self):
+        """Cleanup: a daemon still running must stop cleanly, and no
+        sanitizer may have complained in any run."""
+        running = self.proc is not None and self.proc.poll() is None
+        rc = self.stop()
+        log = self.log()
+        for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            if bad in log:
+                raise AssertionError("%s in the daemon's log:\n%s" % (bad, log))
+        if running and rc != 0:
+            raise AssertionError("smtprelayd exited %s on SIGTERM:\n%s" % (rc, log))
 
     def kill9(self):
         self.proc.kill()
@@ -156,7 +170,7 @@ class ListenerTest(testlib.TestCase):
         inst = self.new_instance()
         d = Daemon(inst, self.CONFIG if body is None else body, **kw)
         d.start()
-        self.addCleanup(d.stop)
+        self.addCleanup(d.stop_checked)
         return d
 
     def queued_content(self, d, qid):
@@ -412,6 +426,31 @@ class ListenerTest(testlib.TestCase):
         wait_for(lambda: len(d.queue_ids()) == 1 and not d.inst.area_files("maildrop"), 5,
                  "pickup into queue/")
         d.wait_log(r"\w+: uid=\d+ from=<")
+
+    def test_sd_notify(self):
+        inst = self.new_instance()
+        for abstract in (False, True):
+            with self.subTest(abstract=abstract):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self.addCleanup(sock.close)
+                if abstract:
+                    name = "\0smtprelay-test-%d" % os.getpid()
+                    sock.bind(name)
+                    path = "@" + name[1:]
+                else:
+                    path = os.path.join(inst.dir, "notify.sock")
+                    sock.bind(path)
+                sock.settimeout(15)
+                d = Daemon(inst, "")
+                d.extra_env = {"NOTIFY_SOCKET": path}
+                d.start()
+                self.assertEqual(sock.recv(4096), b"READY=1")
+                d.proc.send_signal(signal.SIGHUP)
+                msg = sock.recv(4096)
+                self.assertRegex(msg, rb"^RELOADING=1\nMONOTONIC_USEC=\d+$")
+                self.assertEqual(sock.recv(4096), b"READY=1")
+                self.assertEqual(d.stop(), 0)
+                self.assertEqual(sock.recv(4096), b"STOPPING=1")
 
 
 if __name__ == "__main__":
