@@ -23,6 +23,7 @@ struct sched_msg {
 
 struct sched_job {
 	struct sched *s;
+	struct sched_job *prev_job, *next_job;	/* in flight, freed by sched_free */
 	struct q_envelope *env;
 	struct sched_prev *prev;
 	int lockfd;
@@ -36,6 +37,7 @@ struct sched {
 	sched_deliver_fn deliver;
 	void *deliver_ctx;
 	size_t inflight;
+	struct sched_job *jobs;
 	bool stopped;
 };
 
@@ -242,6 +244,12 @@ static void sched_arm(struct sched *s)
 
 static void sched_job_free(struct sched_job *j)
 {
+	if (j->prev_job)
+		j->prev_job->next_job = j->next_job;
+	else if (j->s && j->s->jobs == j)
+		j->s->jobs = j->next_job;
+	if (j->next_job)
+		j->next_job->prev_job = j->prev_job;
 	if (j->lockfd >= 0)
 		close(j->lockfd);
 	q_envelope_free(j->env);
@@ -414,6 +422,10 @@ static void sched_dispatch(struct sched *s, struct sched_msg *m, time_t now)
 	j->s = s;
 	j->env = env;
 	j->lockfd = lockfd;
+	j->next_job = s->jobs;
+	if (s->jobs)
+		s->jobs->prev_job = j;
+	s->jobs = j;
 	m->busy = true;
 	s->inflight++;
 	if (s->deliver(s->deliver_ctx, env, sched_done, j) < 0) {
@@ -472,6 +484,9 @@ void sched_free(struct sched *s)
 {
 	if (!s)
 		return;
+	/* Deliveries abandoned at exit (the relay is gone): they stay queued. */
+	while (s->jobs)
+		sched_job_free(s->jobs);
 	event_free(s->timer);
 	free(s->msgs);
 	free(s);
