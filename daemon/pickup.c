@@ -98,10 +98,11 @@ static void pickup_timer_cb(evutil_socket_t fd, short what, void *arg)
 	pickup_resync(p);
 }
 
+/* IN_CREATE too: where renameat2 is missing, a message arrives by link(). */
 static int pickup_watch(struct pickup *p)
 {
 	p->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (p->ifd < 0 || inotify_add_watch(p->ifd, p->path, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+	if (p->ifd < 0 || inotify_add_watch(p->ifd, p->path, IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) < 0) {
 		log_warn("%s: cannot watch for new mail (%s): picking it up every %d s instead",
 		    p->path, strerror(errno), PICKUP_SAFETY_INTERVAL);
 		if (p->ifd >= 0)
