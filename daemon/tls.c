@@ -189,8 +189,10 @@ static void tls_add_name(char *dst, size_t len, const char *name, size_t nlen)
 
 	if (used + nlen + 3 >= len)
 		return;
-	if (used)
-		memcpy(dst + used, ", ", 2), used += 2;
+	if (used) {
+		memcpy(dst + used, ", ", 2);
+		used += 2;
+	}
 	for (size_t i = 0; i < nlen; i++)
 		dst[used++] = (unsigned char)name[i] < 0x20 ? '?' : name[i];
 	dst[used] = '\0';

@@ -8,6 +8,7 @@
  * Exit 0 when the verdict is ok, 1 otherwise, 2 on usage or config errors.
  * $CONN_DEBUG set: debug log lines on stderr.  $CONN_SEND_COUNT=N: send the
  * message N times on the one connection (RSET between them).
+ * $CONN_NAMESERVER=IP:PORT: use only that DNS server.
  */
 #include "config.h"
 
@@ -204,6 +205,25 @@ static struct config *drv_config(const char *path)
 	return conf;
 }
 
+/* System resolver, or only $CONN_NAMESERVER ("IP:PORT") when set. */
+static struct evdns_base *drv_dns(struct event_base *base)
+{
+	const char *ns = getenv("CONN_NAMESERVER");
+	struct evdns_base *dns;
+
+	if (ns) {
+		dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (dns && evdns_base_nameserver_ip_add(dns, ns) != 0) {
+			evdns_base_free(dns, 0);
+			dns = NULL;
+		}
+		return dns;
+	}
+	dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	/* No usable resolv.conf: /etc/hosts still answers. */
+	return dns ? dns : evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+}
+
 static int drv_run(const struct config *conf, const struct conf_smarthost *sh, size_t port,
     struct drv *d)
 {
@@ -219,11 +239,7 @@ static int drv_run(const struct config *conf, const struct conf_smarthost *sh, s
 		return 2;
 	}
 	d->base = event_base_new();
-	dns = d->base ? evdns_base_new(d->base, EVDNS_BASE_INITIALIZE_NAMESERVERS
-	    | EVDNS_BASE_DISABLE_WHEN_INACTIVE) : NULL;
-	/* No usable resolv.conf: /etc/hosts still answers. */
-	if (d->base && !dns)
-		dns = evdns_base_new(d->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	dns = d->base ? drv_dns(d->base) : NULL;
 	c = dns ? conn_new(d->base, dns, &p, &ev, d) : NULL;
 	if (!c) {
 		fprintf(stderr, "conn-driver: cannot start: %s\n", strerror(errno));

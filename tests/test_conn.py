@@ -153,8 +153,12 @@ class ConnTest(unittest.TestCase):
 
     def drive(self, conf, *send, limit=8, env=None):
         t0 = time.monotonic()
-        p = subprocess.run([DRIVER, conf, "sh", "0", *(("send",) + send if send else ())],
-                           capture_output=True, timeout=30, env=dict(os.environ, **(env or {})))
+        # e.g. CONN_DRIVER_WRAPPER="valgrind -q --leak-check=full --error-exitcode=99"
+        wrapper = os.environ.get("CONN_DRIVER_WRAPPER", "").split()
+        if wrapper:
+            limit *= 10
+        p = subprocess.run([*wrapper, DRIVER, conf, "sh", "0", *(("send",) + send if send else ())],
+                           capture_output=True, timeout=300, env=dict(os.environ, **(env or {})))
         self.assertLess(time.monotonic() - t0, limit, p.stderr)
         self.assertIn(p.returncode, (0, 1), p.stderr)
         out = p.stdout.decode()
@@ -236,7 +240,7 @@ class ConnTest(unittest.TestCase):
         res = self.drive(conf, "s@relay.test", "r@example.com", path, limit=30)
         with open(DRIVER, "rb") as f:
             sanitized = b"__asan_init" in f.read()
-        if not sanitized:  # ASan's shadow memory would blur the figure
+        if not sanitized and not os.environ.get("CONN_DRIVER_WRAPPER"):  # ASan, valgrind blur it
             self.assertLess(res["peak_rss_kb"] * 1024, len(body) // 2, "peak RSS")
         self.assertEqual(res["verdict"], "ok", res)
         self.assertEqual(res["msg_code"], 250)
@@ -345,6 +349,18 @@ class ConnTest(unittest.TestCase):
         self.assertIn(res["verdict"], ("dns", "timeout"), res)
         self.assertIn("nonexistent.invalid", res["reason"])
         self.assertLess(time.monotonic() - t0, 5)
+
+    def test_dns_no_answer(self):
+        # A DNS server that never answers: connect_timeout ends the lookup.
+        blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        blackhole.bind(("127.0.0.1", 0))
+        self.addCleanup(blackhole.close)
+        t0 = time.monotonic()
+        res = self.drive(self.config(587, "starttls", host="smtp.example.com"), limit=5,
+                         env={"CONN_NAMESERVER": "127.0.0.1:%d" % blackhole.getsockname()[1]})
+        self.assertEqual(res["verdict"], "dns", res)
+        self.assertIn("cannot resolve smtp.example.com: no answer within 2s", res["reason"])
+        self.assertGreater(time.monotonic() - t0, 1.5)
 
     # ---- TLS mode ----
 
