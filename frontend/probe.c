@@ -228,6 +228,7 @@ static const char *probe_word(enum conn_verdict v, const struct conn *c)
 	const struct smtp_client *cl = conn_client(c);
 	const char *why;
 
+	/* The DESIGN §6 words are conn's first verdicts, up to token-failed. */
 	if (v <= CONN_TOKEN_FAILED)
 		return conn_verdict_name(v);
 	if (v == CONN_TLS_FAILED)

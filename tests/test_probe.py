@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -32,6 +33,7 @@ PORTS = [
     {"name": "wronghost", "mode": "starttls", "cert": "wronghost"},
     {"name": "expired", "mode": "starttls", "cert": "expired"},
     {"name": "untrusted", "mode": "starttls", "cert": "untrusted"},
+    {"name": "close", "mode": "close"},
 ]
 KEYS = {"smarthost", "host", "port", "mode", "verdict", "detail", "tls_version", "cipher",
         "auth_mechanisms", "elapsed_ms"}
@@ -57,6 +59,32 @@ def read_line(proc, deadline):
             raise RuntimeError("smarthost exited")
         buf += ch
     return buf.decode()
+
+
+def tls_bytes_server():
+    """A loopback port whose every connection gets a TLS alert record
+    instead of a greeting; returns the port."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(30)
+
+    def serve():
+        with srv:
+            for _ in range(2):  # text and --json
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.sendall(b"\x15\x03\x01\x00\x02\x02\x46")
+                    conn.settimeout(5)
+                    try:
+                        conn.recv(100)
+                    except OSError:
+                        pass
+    threading.Thread(target=serve, daemon=True).start()
+    return srv.getsockname()[1]
 
 
 class ProbeTest(unittest.TestCase):
@@ -204,6 +232,22 @@ class ProbeTest(unittest.TestCase):
         self.assertEqual(verdict, "tls-mode-mismatch")
         self.assertIn("answered in plaintext", line)
         self.assertIn("use %d/starttls" % self.ports["sub"], line)
+
+    def test_implicit_tls_port_as_none(self):
+        verdict, line, obj, _ = self.one("smtps/none")
+        self.assertEqual(verdict, "tls-mode-mismatch")
+        self.assertIn("use %d/tls" % self.ports["smtps"], line)
+
+    def test_tls_bytes_at_greeting(self):
+        port = tls_bytes_server()
+        verdict, line, obj, _ = self.one("%d/starttls" % port)
+        self.assertEqual(verdict, "tls-mode-mismatch")
+        self.assertIn("use %d/tls" % port, line)
+
+    def test_closed_at_greeting(self):
+        verdict, line, obj, _ = self.one("close/starttls")
+        self.assertEqual(verdict, "refused")
+        self.assertIn("greeting", line)
 
     def test_starttls_missing(self):
         before = len(self.events())
