@@ -63,6 +63,7 @@ struct smtp_server {
 	void *sink_ctx;
 	enum smtp_state state;
 	char *helo;
+	bool esmtp;			/* greeted with EHLO (for the Received: header) */
 	bool discard_line;		/* rest of an overlong command line */
 	struct buf in;			/* unprocessed input */
 	struct buf out;			/* replies not yet sent */
@@ -410,6 +411,7 @@ static int smtp_server_cmd_helo(struct smtp_server *s, char *arg, bool esmtp)
 	smtp_server_txn_reset(s);
 	free(s->helo);
 	s->helo = h;
+	s->esmtp = esmtp;
 	s->state = SS_HELO;
 	if (!esmtp)
 		return smtp_server_reply(s, "250 %s", s->hostname);
@@ -562,7 +564,7 @@ static int smtp_server_cmd_data(struct smtp_server *s, char *arg)
 {
 	struct smtp_txn *t = &s->t;
 	struct smtp_envelope_in env = {
-		.helo = s->helo, .sender = t->sender, .rcpts = t->rcpts,
+		.helo = s->helo, .esmtp = s->esmtp, .sender = t->sender, .rcpts = t->rcpts,
 		.nrcpts = t->nrcpts, .eightbit = t->eightbit, .smtputf8 = t->smtputf8,
 		.envid = t->envid, .ret = t->ret, .notify = t->notify, .orcpts = t->orcpts,
 	};

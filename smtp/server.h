@@ -24,6 +24,7 @@ struct smtp_reply {
 
 struct smtp_envelope_in {
 	const char *helo;
+	bool esmtp;			/* the client greeted with EHLO */
 	const char *sender;		/* "" for <> */
 	char *const *rcpts;
 	size_t nrcpts;

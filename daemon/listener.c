@@ -1,0 +1,584 @@
+#include "config.h"
+#include "daemon/listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "daemon/sched.h"
+#include "lib/log.h"
+#include "queue/submit.h"
+#include "smtp/server.h"
+
+#define LISTENER_CHUNK 16384
+#define LISTENER_HELO_MAX 255
+#define LISTENER_GRACE 5		/* seconds to get the last reply out */
+
+struct lsess {
+	struct listener *l;
+	struct lsess *prev, *next;
+	struct bufferevent *bev;
+	struct smtp_server *srv;
+	struct submit *sub;
+	struct event *timer;
+	char ip[INET6_ADDRSTRLEN];
+	char name[16];			/* "localhost" for loopback, else "unknown" (no rDNS) */
+	bool allowed;
+	bool eof;
+	/* for the "from=" log line of the transaction in progress */
+	char *sender;
+	size_t nrcpts;
+	uint64_t size;
+};
+
+struct listener {
+	struct daemon *d;
+	struct evconnlistener **levs;
+	char **specs;			/* what is bound, to notice a changed `listen` */
+	size_t n;
+	struct lsess *sessions;
+	unsigned nsessions;
+};
+
+static void lsess_free(struct lsess *s);
+static void lsess_pump(struct lsess *s);
+
+/* ---- the sink: smtp_server -> queue/submit ---- */
+
+static void lsess_reply(struct smtp_reply *r, const struct submit_error *e)
+{
+	r->code = e->smtp_code ? e->smtp_code : 451;
+	snprintf(r->text, sizeof(r->text), "%.11s %.240s", e->enhanced[0] ? e->enhanced : "4.3.0",
+	    e->text);
+}
+
+static int lsess_rcpt(void *ctx, const char *rcpt, struct smtp_reply *fail)
+{
+	struct lsess *s = ctx;
+	struct submit_error e = { 0 };
+	char **list = NULL;
+	size_t n = 0;
+
+	if (submit_resolve(s->l->d->conf, rcpt, &list, &n, &e) < 0) {
+		lsess_reply(fail, &e);
+		return -1;
+	}
+	submit_free_list(list, n);
+	return 0;
+}
+
+/* Postfix's trace: "from HELO (localhost [127.0.0.1])". */
+static void lsess_received_from(const struct lsess *s, const char *helo, char *out, size_t len)
+{
+	char h[LISTENER_HELO_MAX + 1];
+	size_t i = 0;
+
+	for (const char *p = helo ? helo : "unknown"; *p && i < LISTENER_HELO_MAX; p++)
+		h[i++] = *p == '(' || *p == ')' || *p == '\\' ? '_' : *p;
+	h[i] = '\0';
+	snprintf(out, len, "%s (%s [%s])", h, s->name, s->ip);
+}
+
+/* One NOTIFY for every recipient, as submit takes it: the common value,
+ * or the default when recipients differ. */
+static unsigned lsess_notify(const struct smtp_envelope_in *env)
+{
+	if (!env->notify || env->nrcpts == 0)
+		return 0;
+	for (size_t i = 1; i < env->nrcpts; i++)
+		if (env->notify[i] != env->notify[0])
+			return 0;
+	return env->notify[0];
+}
+
+static int lsess_begin(void *ctx, const struct smtp_envelope_in *env, struct smtp_reply *fail)
+{
+	struct lsess *s = ctx;
+	struct submit_error e = { 0 };
+	char from[LISTENER_HELO_MAX + 100], origin[INET6_ADDRSTRLEN + 16];
+	struct submit_params p = {
+		.conf = s->l->d->conf, .queue = s->l->d->queue, .area = Q_QUEUE,
+		.sender = env->sender, .rcpts = env->rcpts, .nrcpts = env->nrcpts,
+		.received_from = from, .protocol = env->esmtp ? "ESMTP" : "SMTP",
+		.notify = lsess_notify(env), .envid = env->envid,
+		.ret = env->ret == 1 ? Q_RET_FULL : env->ret == 2 ? Q_RET_HDRS : Q_RET_DEFAULT,
+		.eightbit = env->eightbit, .smtputf8 = env->smtputf8,
+		.uid = -1, .origin = origin,
+	};
+
+	lsess_received_from(s, env->helo, from, sizeof(from));
+	snprintf(origin, sizeof(origin), "smtp [%s]", s->ip);
+	free(s->sender);
+	s->sender = strdup(env->sender);
+	s->nrcpts = env->nrcpts;
+	s->size = 0;
+	s->sub = submit_begin(&p, &e);
+	if (!s->sub) {
+		log_warn("client=%s[%s]: %d %s", s->name, s->ip, e.smtp_code, e.text);
+		lsess_reply(fail, &e);
+		return -1;
+	}
+	return 0;
+}
+
+static int lsess_write(void *ctx, const char *data, size_t len, struct smtp_reply *fail)
+{
+	struct lsess *s = ctx;
+	struct submit_error e = { 0 };
+
+	if (submit_write(s->sub, data, len, &e) < 0) {
+		submit_abort(s->sub);
+		s->sub = NULL;
+		log_warn("client=%s[%s]: %d %s", s->name, s->ip, e.smtp_code, e.text);
+		lsess_reply(fail, &e);
+		return -1;
+	}
+	s->size += len;
+	return 0;
+}
+
+static int lsess_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_reply *fail)
+{
+	struct lsess *s = ctx;
+	struct submit_error e = { 0 };
+	char id[QID_SIZE];
+	int r;
+
+	r = submit_commit(s->sub, id, &e);
+	s->sub = NULL;
+	if (r < 0) {
+		log_warn("client=%s[%s]: %d %s", s->name, s->ip, e.smtp_code, e.text);
+		lsess_reply(fail, &e);
+		return -1;
+	}
+	snprintf(queue_id, idlen, "%s", id);
+	log_info("%s: client=%s[%s]", id, s->name, s->ip);
+	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", id,
+	    s->sender ? s->sender : "", (unsigned long long)s->size, s->nrcpts);
+	if (sched_add(s->l->d->sched, id) < 0)
+		log_err("%s: out of memory scheduling (delivered at the next queue scan)", id);
+	return 0;
+}
+
+static void lsess_abort(void *ctx)
+{
+	struct lsess *s = ctx;
+
+	if (s->sub) {
+		submit_abort(s->sub);
+		s->sub = NULL;
+	}
+}
+
+static const struct smtp_server_sink lsess_sink = {
+	.rcpt = lsess_rcpt, .begin = lsess_begin, .write = lsess_write,
+	.commit = lsess_commit, .abort = lsess_abort,
+};
+
+/* ---- one session over a bufferevent ---- */
+
+/* Replies go to the socket as long as the client keeps reading them. */
+static void lsess_move_output(struct lsess *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	const char *data;
+	size_t len;
+
+	while (evbuffer_get_length(out) < LISTENER_OUT_MAX &&
+	    (data = smtp_server_output(s->srv, &len)) && len > 0) {
+		if (len > LISTENER_OUT_MAX)
+			len = LISTENER_OUT_MAX;
+		if (bufferevent_write(s->bev, data, len) < 0)
+			break;
+		smtp_server_consume_output(s->srv, len);
+	}
+}
+
+static bool lsess_flushed(struct lsess *s)
+{
+	size_t len = 0;
+
+	smtp_server_output(s->srv, &len);
+	return len == 0 && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0;
+}
+
+static void lsess_feed(struct lsess *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	char chunk[LISTENER_CHUNK];
+	int n;
+
+	for (;;) {
+		lsess_move_output(s);
+		if (smtp_server_closing(s->srv) || !smtp_server_want_input(s->srv) ||
+		    evbuffer_get_length(in) == 0)
+			break;
+		n = evbuffer_remove(in, chunk, sizeof(chunk));
+		if (n <= 0)
+			break;
+		if (smtp_server_input(s->srv, chunk, (size_t)n) < 0) {
+			lsess_move_output(s);
+			break;
+		}
+	}
+}
+
+/* Move bytes both ways; close once the session is over and flushed.
+ * The session may be freed on return. */
+static void lsess_pump(struct lsess *s)
+{
+	lsess_feed(s);
+	if (smtp_server_closing(s->srv) || s->eof) {
+		struct timeval grace = { LISTENER_GRACE, 0 };
+
+		bufferevent_disable(s->bev, EV_READ);
+		if (lsess_flushed(s))
+			lsess_free(s);
+		else
+			evtimer_add(s->timer, &grace);
+		return;
+	}
+	if (smtp_server_want_input(s->srv))
+		bufferevent_enable(s->bev, EV_READ);
+	else
+		bufferevent_disable(s->bev, EV_READ);
+}
+
+static void lsess_arm_idle(struct lsess *s)
+{
+	struct timeval tv = { s->l->d->conf->smtpd_timeout, 0 };
+
+	/* A denied peer's clock is not reset by its commands. */
+	if (s->allowed)
+		evtimer_add(s->timer, &tv);
+}
+
+static void lsess_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct lsess *s = arg;
+
+	(void)bev;
+	lsess_arm_idle(s);
+	lsess_pump(s);
+}
+
+static void lsess_write_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	lsess_pump(arg);
+}
+
+static void lsess_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct lsess *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_EOF) {
+		/* The client is done sending; answer what it sent, then close. */
+		s->eof = true;
+		lsess_feed(s);
+		smtp_server_eof(s->srv);
+		lsess_pump(s);
+		return;
+	}
+	lsess_free(s);
+}
+
+static void lsess_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct lsess *s = arg;
+	struct timeval grace = { LISTENER_GRACE, 0 };
+
+	(void)fd;
+	(void)what;
+	if (smtp_server_closing(s->srv)) {
+		/* Even the goodbye is not being read: give up. */
+		lsess_free(s);
+		return;
+	}
+	log_info("timeout after %s from %s[%s]", s->allowed ? "idling" : "denied access",
+	    s->name, s->ip);
+	smtp_server_timeout(s->srv);
+	lsess_move_output(s);
+	bufferevent_disable(s->bev, EV_READ);
+	if (lsess_flushed(s)) {
+		lsess_free(s);
+		return;
+	}
+	/* The write callback closes once the 421 is out; this is the backstop. */
+	evtimer_add(s->timer, &grace);
+}
+
+static void lsess_free(struct lsess *s)
+{
+	struct listener *l = s->l;
+
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		l->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	l->nsessions--;
+	/* Frees the transaction too: the sink's abort drops unacknowledged mail. */
+	smtp_server_free(s->srv);
+	lsess_abort(s);
+	if (s->timer)
+		event_free(s->timer);
+	bufferevent_free(s->bev);
+	free(s->sender);
+	free(s);
+}
+
+static bool lsess_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+static bool lsess_allowed(const struct config *c, const struct sockaddr *sa)
+{
+	for (size_t i = 0; i < c->nallow; i++)
+		if (conf_cidr_match(&c->allow[i], sa))
+			return true;
+	return false;
+}
+
+static void lsess_peer(struct lsess *s, const struct sockaddr *sa)
+{
+	const void *a = sa->sa_family == AF_INET6 ?
+	    (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr :
+	    (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+
+	if (!inet_ntop(sa->sa_family, a, s->ip, sizeof(s->ip)))
+		snprintf(s->ip, sizeof(s->ip), "unknown");
+	snprintf(s->name, sizeof(s->name), "%s", lsess_loopback(sa) ? "localhost" : "unknown");
+}
+
+static int lsess_start(struct lsess *s, evutil_socket_t fd, const struct sockaddr *sa)
+{
+	const struct config *c = s->l->d->conf;
+	struct smtp_server_params sp = {
+		.hostname = c->hostname, .max_message_size = c->max_message_size,
+		.max_recipients = c->max_recipients, .sink = &lsess_sink, .sink_ctx = s,
+	};
+	struct timeval denied = { LISTENER_DENIED_TIMEOUT, 0 };
+
+	lsess_peer(s, sa);
+	s->allowed = lsess_allowed(c, sa);
+	sp.peer_allowed = s->allowed;
+	if (!(s->bev = bufferevent_socket_new(s->l->d->base, fd, BEV_OPT_CLOSE_ON_FREE))) {
+		close(fd);
+		return -1;
+	}
+	if (!(s->timer = evtimer_new(s->l->d->base, lsess_timer_cb, s)) ||
+	    !(s->srv = smtp_server_new(&sp)))
+		return -1;
+	bufferevent_setcb(s->bev, lsess_read_cb, lsess_write_cb, lsess_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, LISTENER_CHUNK * 4);
+	bufferevent_setwatermark(s->bev, EV_WRITE, LISTENER_OUT_MAX / 4, 0);
+	log_info("connect from %s[%s]%s", s->name, s->ip, s->allowed ? "" :
+	    ": not in allow_networks");
+	if (s->allowed)
+		lsess_arm_idle(s);
+	else
+		evtimer_add(s->timer, &denied);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	lsess_pump(s);
+	return 0;
+}
+
+/* Over max_connections: a one-line refusal written straight to the socket
+ * (best effort; a client that cannot take 60 bytes loses it). */
+static void listener_refuse(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa)
+{
+	char line[400];
+	struct lsess tmp;
+	int n;
+
+	lsess_peer(&tmp, sa);
+	n = snprintf(line, sizeof(line), "421 4.7.0 %s Error: too many connections\r\n",
+	    l->d->conf->hostname);
+	if (n > 0 && send(fd, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1,
+	    MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		log_debug("421 to %s: %s", tmp.ip, strerror(errno));
+	log_warn("too many connections (max_connections = %u): refused %s[%s]",
+	    l->d->conf->max_connections, tmp.name, tmp.ip);
+	close(fd);
+}
+
+static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct listener *l = arg;
+	struct lsess *s;
+
+	(void)lev;
+	(void)salen;
+	if (l->d->stopping) {
+		close(fd);
+		return;
+	}
+	if (l->nsessions >= l->d->conf->max_connections) {
+		listener_refuse(l, fd, sa);
+		return;
+	}
+	if (!(s = calloc(1, sizeof(*s)))) {
+		close(fd);
+		return;
+	}
+	s->l = l;
+	s->next = l->sessions;
+	if (l->sessions)
+		l->sessions->prev = s;
+	l->sessions = s;
+	l->nsessions++;
+	if (lsess_start(s, fd, sa) < 0) {
+		log_err("out of memory accepting a connection");
+		if (!s->bev) {
+			/* lsess_start closed fd; give lsess_free something to free. */
+			l->sessions = s->next;
+			if (s->next)
+				s->next->prev = NULL;
+			l->nsessions--;
+			free(s);
+			return;
+		}
+		lsess_free(s);
+	}
+}
+
+static void listener_error_cb(struct evconnlistener *lev, void *arg)
+{
+	int e = EVUTIL_SOCKET_ERROR();
+
+	(void)lev;
+	(void)arg;
+	/* EMFILE and the like: keep serving the sessions we have. */
+	log_err("accept: %s", evutil_socket_error_to_string(e));
+}
+
+static const char *listener_hint(int e)
+{
+	if (e == EADDRINUSE)
+		return " (is another MTA running? stop it or change listen)";
+	if (e == EACCES)
+		return " (ports below 1024 need root or CAP_NET_BIND_SERVICE)";
+	if (e == EADDRNOTAVAIL)
+		return " (no such local address)";
+	return "";
+}
+
+static int listener_bind(const struct conf_listen *cl, char *err, size_t errlen)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&cl->addr;
+	int one = 1, fd, e;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	if (sa->sa_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
+	if (bind(fd, sa, cl->addrlen) < 0 || listen(fd, 128) < 0)
+		goto fail;
+	return fd;
+fail:
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	snprintf(err, errlen, "cannot listen on %s: %s%s", cl->spec, strerror(e), listener_hint(e));
+	return -1;
+}
+
+struct listener *listener_new(struct daemon *d, char *err, size_t errlen)
+{
+	const struct config *c = d->conf;
+	struct listener *l = calloc(1, sizeof(*l));
+
+	if (!l || (c->nlisten && (!(l->levs = calloc(c->nlisten, sizeof(*l->levs))) ||
+	    !(l->specs = calloc(c->nlisten, sizeof(*l->specs)))))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	l->d = d;
+	for (size_t i = 0; i < c->nlisten; i++) {
+		int fd = listener_bind(&c->listen[i], err, errlen);
+
+		if (fd < 0)
+			goto fail;
+		l->levs[i] = evconnlistener_new(d->base, listener_accept_cb, l,
+		    LEV_OPT_CLOSE_ON_FREE, 0, fd);
+		l->specs[i] = strdup(c->listen[i].spec);
+		if (!l->levs[i] || !l->specs[i]) {
+			if (!l->levs[i])
+				close(fd);
+			snprintf(err, errlen, "cannot listen on %s: out of memory", c->listen[i].spec);
+			l->n = i + 1;
+			goto fail;
+		}
+		evconnlistener_set_error_cb(l->levs[i], listener_error_cb);
+		l->n = i + 1;
+		log_info("listening on %s", c->listen[i].spec);
+	}
+	return l;
+fail:
+	listener_free(l);
+	return NULL;
+}
+
+void listener_disable(struct listener *l)
+{
+	for (size_t i = 0; l && i < l->n; i++)
+		if (l->levs[i])
+			evconnlistener_disable(l->levs[i]);
+}
+
+void listener_free(struct listener *l)
+{
+	if (!l)
+		return;
+	while (l->sessions)
+		lsess_free(l->sessions);
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->levs && l->levs[i])
+			evconnlistener_free(l->levs[i]);
+		if (l->specs)
+			free(l->specs[i]);
+	}
+	free(l->levs);
+	free(l->specs);
+	free(l);
+}
+
+unsigned listener_sessions(const struct listener *l)
+{
+	return l ? l->nsessions : 0;
+}
+
+bool listener_changed(const struct listener *l, const struct config *c)
+{
+	if (c->nlisten != l->n)
+		return true;
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->specs[i], c->listen[i].spec) != 0)
+			return true;
+	return false;
+}

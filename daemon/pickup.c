@@ -1,0 +1,151 @@
+#include "config.h"
+#include "daemon/pickup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "daemon/sched.h"
+#include "lib/log.h"
+
+#define PICKUP_TMP_AGE 3600		/* a sendmail that has not finished in an hour died */
+
+struct pickup {
+	struct daemon *d;
+	int ifd;			/* inotify, -1 when unavailable */
+	struct event *ev;		/* inotify readable */
+	struct event *timer;		/* safety net */
+	char path[PATH_MAX];
+};
+
+/* "ID: uid=N from=<sender>" once the message is in queue/. */
+static void pickup_log(struct pickup *p, const char *id)
+{
+	struct q_envelope *env = NULL;
+	char err[256];
+
+	if (queue_read(p->d->queue, Q_QUEUE, id, &env, err, sizeof(err)) < 0)
+		return;
+	log_info("%s: uid=%ld from=<%s>", id, env->uid, env->sender);
+	q_envelope_free(env);
+}
+
+int pickup_scan(struct pickup *p)
+{
+	char (*ids)[QID_SIZE] = NULL;
+	char err[512];
+	int n, moved = 0;
+
+	n = queue_scan(p->d->queue, Q_MAILDROP, &ids, PICKUP_TMP_AGE);
+	if (n < 0) {
+		log_err("%s/maildrop: cannot scan: %s", queue_path(p->d->queue), strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		if (queue_pickup(p->d->queue, ids[i], err, sizeof(err)) < 0) {
+			/* Another pickup holds it, or an I/O error: the next scan retries. */
+			log_warn("pickup: %s", err);
+			continue;
+		}
+		pickup_log(p, ids[i]);
+		if (sched_add(p->d->sched, ids[i]) < 0)
+			log_err("%s: out of memory scheduling", ids[i]);
+		moved++;
+	}
+	free(ids);
+	return moved;
+}
+
+/* queue/ files the index does not know about (picked up under a new id,
+ * or moved in by hand) are found here. */
+static void pickup_resync(struct pickup *p)
+{
+	char (*ids)[QID_SIZE] = NULL;
+	int n = queue_scan(p->d->queue, Q_QUEUE, &ids, PICKUP_TMP_AGE);
+
+	for (int i = 0; i < n; i++)
+		sched_know(p->d->sched, ids[i]);
+	free(ids);
+}
+
+static void pickup_inotify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pickup *p = arg;
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+
+	(void)what;
+	/* Drain every queued event, then scan once for all of them. */
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		;
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		log_warn("%s: inotify read: %s", p->path, strerror(errno));
+	pickup_scan(p);
+}
+
+static void pickup_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pickup *p = arg;
+
+	(void)fd;
+	(void)what;
+	pickup_scan(p);
+	pickup_resync(p);
+}
+
+/* IN_CREATE too: where renameat2 is missing, a message arrives by link(). */
+static int pickup_watch(struct pickup *p)
+{
+	p->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (p->ifd < 0 || inotify_add_watch(p->ifd, p->path, IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE) < 0) {
+		log_warn("%s: cannot watch for new mail (%s): picking it up every %d s instead",
+		    p->path, strerror(errno), PICKUP_SAFETY_INTERVAL);
+		if (p->ifd >= 0)
+			close(p->ifd);
+		p->ifd = -1;
+		return 0;
+	}
+	p->ev = event_new(p->d->base, p->ifd, EV_READ | EV_PERSIST, pickup_inotify_cb, p);
+	if (!p->ev || event_add(p->ev, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+struct pickup *pickup_new(struct daemon *d)
+{
+	struct pickup *p = calloc(1, sizeof(*p));
+	struct timeval tv = { PICKUP_SAFETY_INTERVAL, 0 };
+
+	if (!p)
+		return NULL;
+	p->d = d;
+	p->ifd = -1;
+	snprintf(p->path, sizeof(p->path), "%s/maildrop", queue_path(d->queue));
+	if (pickup_watch(p) < 0)
+		goto fail;
+	p->timer = event_new(d->base, -1, EV_PERSIST, pickup_timer_cb, p);
+	if (!p->timer || event_add(p->timer, &tv) < 0)
+		goto fail;
+	return p;
+fail:
+	pickup_free(p);
+	return NULL;
+}
+
+void pickup_free(struct pickup *p)
+{
+	if (!p)
+		return;
+	if (p->ev)
+		event_free(p->ev);
+	if (p->timer)
+		event_free(p->timer);
+	if (p->ifd >= 0)
+		close(p->ifd);
+	free(p);
+}

@@ -1,0 +1,595 @@
+#include "config.h"
+#include "daemon/sched.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/dsn.h"
+#include "lib/log.h"
+
+#define SCHED_LOCKED_RETRY 60		/* another process holds the lock */
+#define SCHED_ERROR_RETRY 60		/* state could not be written etc. */
+#define SCHED_REASON_MAX 900
+
+struct sched_msg {
+	char id[QID_SIZE];
+	time_t due;
+	bool busy;
+	bool forced;			/* flushed: ignore the recipients' next_attempt */
+};
+
+struct sched_job {
+	struct sched *s;
+	struct sched_job *prev_job, *next_job;	/* in flight, freed by sched_free */
+	struct q_envelope *env;
+	struct sched_prev *prev;
+	int lockfd;
+};
+
+struct sched {
+	struct daemon *d;
+	struct sched_msg *msgs;		/* sorted by id (= arrival order) */
+	size_t n, cap;
+	struct event *timer;
+	sched_deliver_fn deliver;
+	void *deliver_ctx;
+	size_t inflight;
+	struct sched_job *jobs;
+	bool stopped;
+};
+
+/* ---- pure policy ---- */
+
+time_t sched_backoff(unsigned retry_min, unsigned retry_max, unsigned attempts)
+{
+	uint64_t delay = retry_min ? retry_min : 1;
+	uint64_t cap = retry_max ? retry_max : delay;
+
+	if (cap < 1)
+		cap = 1;
+	for (unsigned i = 1; i < attempts && delay < cap; i++)
+		delay *= 2;
+	return (time_t)(delay < cap ? delay : cap);
+}
+
+bool sched_expired(int64_t arrival_us, time_t now, unsigned lifetime)
+{
+	int64_t arrival = arrival_us / 1000000;
+
+	return (int64_t)now - arrival >= (int64_t)lifetime;
+}
+
+void sched_duration_text(unsigned seconds, char *out, size_t len)
+{
+	static const struct { unsigned secs; const char *name; } units[] = {
+		{ 86400, "day" }, { 3600, "hour" }, { 60, "minute" },
+	};
+	unsigned n = seconds;
+	const char *name = "second";
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (seconds >= units[i].secs && seconds % units[i].secs == 0) {
+			n = seconds / units[i].secs;
+			name = units[i].name;
+			break;
+		}
+	}
+	snprintf(out, len, "%u %s%s", n, name, n == 1 ? "" : "s");
+}
+
+time_t sched_env_due(const struct q_envelope *env)
+{
+	time_t due = -1;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct q_rcpt *r = &env->rcpts[i];
+		time_t t;
+
+		if (r->state == Q_DELIVERED || r->state == Q_FAILED)
+			continue;
+		t = r->state == Q_PENDING ? 0 : r->next_attempt;
+		if (t < 0)
+			t = 0;
+		if (due < 0 || t < due)
+			due = t;
+	}
+	return due;
+}
+
+static int sched_expire_rcpt(struct q_rcpt *r, const char *lifetime)
+{
+	char reason[SCHED_REASON_MAX];
+	char *copy;
+
+	snprintf(reason, sizeof(reason), "message expired after %s in the queue: %s", lifetime,
+	    r->last_reason ? r->last_reason : "no delivery attempt succeeded");
+	if (!(copy = strdup(reason)))
+		return -1;
+	free(r->last_reason);
+	r->last_reason = copy;
+	r->state = Q_FAILED;
+	return 0;
+}
+
+int sched_apply(struct q_envelope *env, const struct sched_prev *prev,
+    const struct sched_policy *p, time_t now, bool *failed)
+{
+	bool expired = sched_expired(env->arrival_us, now, p->queue_lifetime);
+	char lifetime[64];
+	int nfailed = 0;
+
+	sched_duration_text(p->queue_lifetime, lifetime, sizeof(lifetime));
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct q_rcpt *r = &env->rcpts[i];
+
+		failed[i] = false;
+		if (prev[i].state == Q_DELIVERED || prev[i].state == Q_FAILED)
+			continue;
+		if (r->state == Q_DEFERRED && r->attempts > prev[i].attempts) {
+			time_t base = r->last_attempt ? r->last_attempt : now;
+
+			r->next_attempt = base + sched_backoff(p->retry_min, p->retry_max, r->attempts);
+		}
+		if (r->state == Q_DEFERRED && expired && sched_expire_rcpt(r, lifetime) < 0)
+			return -1;
+		if (r->state == Q_FAILED) {
+			failed[i] = true;
+			nfailed++;
+		}
+	}
+	return nfailed;
+}
+
+void sched_unfail(struct q_rcpt *r, const struct sched_prev *prev, time_t retry_at)
+{
+	(void)prev;
+	r->state = Q_DEFERRED;
+	r->next_attempt = retry_at;
+}
+
+/* ---- the index ---- */
+
+static bool sched_find(const struct sched *s, const char *id, size_t *pos)
+{
+	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(s->msgs[mid].id, id);
+
+		if (c == 0) {
+			*pos = mid;
+			return true;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*pos = lo;
+	return false;
+}
+
+static struct sched_msg *sched_lookup(struct sched *s, const char *id)
+{
+	size_t pos;
+
+	return sched_find(s, id, &pos) ? &s->msgs[pos] : NULL;
+}
+
+/* Insert or update; new ids mostly sort last, so insertion is cheap. */
+static int sched_put(struct sched *s, const char *id, time_t due)
+{
+	size_t pos;
+
+	if (sched_find(s, id, &pos)) {
+		if (!s->msgs[pos].busy && due < s->msgs[pos].due)
+			s->msgs[pos].due = due;
+		return 0;
+	}
+	if (s->n == s->cap) {
+		size_t ncap = s->cap ? s->cap * 2 : 64;
+		struct sched_msg *m = reallocarray(s->msgs, ncap, sizeof(*m));
+
+		if (!m)
+			return -1;
+		s->msgs = m;
+		s->cap = ncap;
+	}
+	memmove(&s->msgs[pos + 1], &s->msgs[pos], (s->n - pos) * sizeof(*s->msgs));
+	memset(&s->msgs[pos], 0, sizeof(*s->msgs));
+	snprintf(s->msgs[pos].id, sizeof(s->msgs[pos].id), "%s", id);
+	s->msgs[pos].due = due;
+	s->n++;
+	return 0;
+}
+
+static void sched_drop(struct sched *s, const char *id)
+{
+	size_t pos;
+
+	if (!sched_find(s, id, &pos))
+		return;
+	memmove(&s->msgs[pos], &s->msgs[pos + 1], (s->n - pos - 1) * sizeof(*s->msgs));
+	s->n--;
+}
+
+/* Arm the timer for the earliest due message (nothing when there is no
+ * deliverer, or the in-flight cap is reached: a completion re-arms it). */
+static void sched_arm(struct sched *s)
+{
+	struct timeval tv = { 0, 0 };
+	time_t now = time(NULL), first = -1;
+
+	if (s->stopped || !s->deliver || s->inflight >= SCHED_MAX_INFLIGHT) {
+		evtimer_del(s->timer);
+		return;
+	}
+	for (size_t i = 0; i < s->n; i++)
+		if (!s->msgs[i].busy && (first < 0 || s->msgs[i].due < first))
+			first = s->msgs[i].due;
+	if (first < 0) {
+		evtimer_del(s->timer);
+		return;
+	}
+	if (first > now)
+		tv.tv_sec = first - now;
+	evtimer_add(s->timer, &tv);
+}
+
+/* ---- finishing a message ---- */
+
+static void sched_job_free(struct sched_job *j)
+{
+	if (j->prev_job)
+		j->prev_job->next_job = j->next_job;
+	else if (j->s && j->s->jobs == j)
+		j->s->jobs = j->next_job;
+	if (j->next_job)
+		j->next_job->prev_job = j->prev_job;
+	if (j->lockfd >= 0)
+		close(j->lockfd);
+	q_envelope_free(j->env);
+	free(j->prev);
+	free(j);
+}
+
+/* Every recipient is DELIVERED or FAILED: the message leaves the queue. */
+static void sched_finish(struct sched *s, const char *id)
+{
+	if (queue_remove(s->d->queue, Q_QUEUE, id) < 0) {
+		log_err("%s: cannot remove from the queue: %s", id, strerror(errno));
+		return;
+	}
+	log_info("%s: removed", id);
+	sched_drop(s, id);
+}
+
+static void sched_log_expired(const struct q_envelope *env, const bool *failed, time_t now)
+{
+	double delay = (double)now - (double)(env->arrival_us / 1000000);
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct q_rcpt *r = &env->rcpts[i];
+
+		if (failed[i] && r->last_reason && strncmp(r->last_reason, "message expired", 15) == 0)
+			log_info("%s: to=<%s>, delay=%.0f, status=bounced (%s)", env->id, r->addr,
+			    delay, r->last_reason);
+	}
+}
+
+/* The DSN goes into the queue before the failed state is written; if it
+ * cannot, the recipients stay deferred so the DSN is tried again later. */
+static void sched_bounce(struct sched *s, struct sched_job *j, bool *failed, time_t now)
+{
+	struct q_envelope *env = j->env;
+	char dsnid[QID_SIZE];
+	int r;
+
+	sched_log_expired(env, failed, now);
+	r = dsn_send(s->d, env, failed, dsnid);
+	if (r > 0) {
+		env->dsn_count++;
+		if (sched_add(s, dsnid) < 0)
+			log_err("%s: out of memory scheduling the DSN", dsnid);
+	} else if (r < 0) {
+		for (size_t i = 0; i < env->nrcpts; i++)
+			if (failed[i])
+				sched_unfail(&env->rcpts[i], &j->prev[i], now + s->d->conf->retry_min);
+	}
+}
+
+static void sched_done(struct q_envelope *env, void *arg)
+{
+	struct sched_job *j = arg;
+	struct sched *s = j->s;
+	const struct config *c = s->d->conf;
+	struct sched_policy pol = { c->retry_min, c->retry_max, c->queue_lifetime };
+	struct sched_msg *m;
+	time_t now = time(NULL), due;
+	char err[512];
+	bool *failed = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*failed));
+	int nfailed = failed ? sched_apply(env, j->prev, &pol, now, failed) : -1;
+
+	if (nfailed < 0) {
+		/* No DSN without memory: recipients that just failed wait to fail again. */
+		log_err("%s: out of memory updating the recipients' state", env->id);
+		for (size_t i = 0; i < env->nrcpts; i++)
+			if (env->rcpts[i].state == Q_FAILED && j->prev[i].state != Q_FAILED)
+				sched_unfail(&env->rcpts[i], &j->prev[i], now + c->retry_min);
+	} else if (nfailed > 0)
+		sched_bounce(s, j, failed, now);
+	free(failed);
+	due = sched_env_due(env);
+	if (queue_update_state(s->d->queue, env, err, sizeof(err)) < 0) {
+		log_err("%s: %s", env->id, err);
+		due = now + SCHED_ERROR_RETRY;
+	} else if (due < 0) {
+		sched_finish(s, env->id);
+	}
+	if ((m = sched_lookup(s, env->id))) {
+		m->busy = false;
+		m->forced = false;
+		m->due = due < 0 ? now + SCHED_ERROR_RETRY : due;
+	}
+	s->inflight--;
+	sched_job_free(j);
+	sched_arm(s);
+}
+
+/* ---- dispatching ---- */
+
+/* Lock and read a message; NULL when it cannot be delivered now (the index
+ * entry is dropped or postponed accordingly). */
+static struct q_envelope *sched_open(struct sched *s, struct sched_msg *m, int *lockfd, time_t now)
+{
+	struct q_envelope *env = NULL;
+	char err[512], id[QID_SIZE];
+
+	snprintf(id, sizeof(id), "%s", m->id);
+	if ((*lockfd = queue_lock(s->d->queue, id)) < 0) {
+		if (errno == EWOULDBLOCK) {
+			m->due = now + SCHED_LOCKED_RETRY;
+		} else {
+			if (errno != ENOENT)
+				log_err("%s: cannot lock: %s", id, strerror(errno));
+			sched_drop(s, id);
+		}
+		return NULL;
+	}
+	if (queue_read(s->d->queue, Q_QUEUE, id, &env, err, sizeof(err)) < 0) {
+		if (errno == EBADMSG)
+			queue_quarantine(s->d->queue, Q_QUEUE, id, err);
+		else if (errno != ENOENT)
+			log_err("%s: %s", id, err);
+		close(*lockfd);
+		sched_drop(s, id);
+		return NULL;
+	}
+	return env;
+}
+
+static struct sched_prev *sched_snapshot(const struct q_envelope *env)
+{
+	struct sched_prev *prev = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*prev));
+
+	if (!prev)
+		return NULL;
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		prev[i].state = env->rcpts[i].state;
+		prev[i].attempts = env->rcpts[i].attempts;
+	}
+	return prev;
+}
+
+/* Hand one due message to the deliverer.  m may move (the index changes
+ * when messages are dropped), so it is looked up again by id. */
+static void sched_dispatch(struct sched *s, struct sched_msg *m, time_t now)
+{
+	struct sched_job *j;
+	struct q_envelope *env;
+	char id[QID_SIZE];
+	time_t due;
+	int lockfd;
+
+	snprintf(id, sizeof(id), "%s", m->id);
+	if (!(env = sched_open(s, m, &lockfd, now)))
+		return;
+	due = sched_env_due(env);
+	if (due < 0) {
+		sched_finish(s, id);
+		close(lockfd);
+		q_envelope_free(env);
+		return;
+	}
+	if (due > now && !m->forced) {
+		m->due = due;
+		close(lockfd);
+		q_envelope_free(env);
+		return;
+	}
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->prev = sched_snapshot(env))) {
+		free(j);
+		close(lockfd);
+		q_envelope_free(env);
+		m->due = now + SCHED_ERROR_RETRY;
+		return;
+	}
+	j->s = s;
+	j->env = env;
+	j->lockfd = lockfd;
+	j->next_job = s->jobs;
+	if (s->jobs)
+		s->jobs->prev_job = j;
+	s->jobs = j;
+	m->busy = true;
+	s->inflight++;
+	if (s->deliver(s->deliver_ctx, env, sched_done, j) < 0) {
+		log_err("%s: cannot start delivery: out of memory", id);
+		if ((m = sched_lookup(s, id))) {
+			m->busy = false;
+			m->due = now + SCHED_ERROR_RETRY;
+		}
+		s->inflight--;
+		sched_job_free(j);
+	}
+}
+
+static void sched_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *s = arg;
+	time_t now = time(NULL);
+	size_t i = 0;
+
+	(void)fd;
+	(void)what;
+	while (i < s->n && !s->stopped && s->deliver && s->inflight < SCHED_MAX_INFLIGHT) {
+		struct sched_msg *m = &s->msgs[i];
+		size_t before = s->n;
+
+		if (m->busy || m->due > now) {
+			i++;
+			continue;
+		}
+		sched_dispatch(s, m, now);
+		/* Dropped entries shift the rest down; otherwise move on. */
+		if (s->n == before)
+			i++;
+	}
+	sched_arm(s);
+}
+
+/* ---- interface ---- */
+
+struct sched *sched_new(struct daemon *d)
+{
+	struct sched *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->d = d;
+	s->timer = evtimer_new(d->base, sched_timer_cb, s);
+	if (!s->timer) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void sched_free(struct sched *s)
+{
+	if (!s)
+		return;
+	/* Deliveries abandoned at exit (the relay is gone): they stay queued. */
+	while (s->jobs)
+		sched_job_free(s->jobs);
+	event_free(s->timer);
+	free(s->msgs);
+	free(s);
+}
+
+void sched_set_deliverer(struct sched *s, sched_deliver_fn fn, void *ctx)
+{
+	s->deliver = fn;
+	s->deliver_ctx = ctx;
+	sched_arm(s);
+}
+
+/* One queued message at start: index it by its recipients' due time. */
+static void sched_load_one(struct sched *s, const char *id)
+{
+	struct q_envelope *env = NULL;
+	char err[512];
+	time_t due;
+
+	if (queue_read(s->d->queue, Q_QUEUE, id, &env, err, sizeof(err)) < 0) {
+		if (errno == EBADMSG)
+			queue_quarantine(s->d->queue, Q_QUEUE, id, err);
+		else if (errno != ENOENT)
+			log_err("%s: %s", id, err);
+		return;
+	}
+	due = sched_env_due(env);
+	q_envelope_free(env);
+	if (due < 0) {
+		/* Finished before a crash could remove it. */
+		int fd = queue_lock(s->d->queue, id);
+
+		if (fd >= 0) {
+			sched_finish(s, id);
+			close(fd);
+		}
+		return;
+	}
+	if (sched_put(s, id, due) < 0)
+		log_err("%s: out of memory indexing the queue", id);
+}
+
+int sched_load(struct sched *s)
+{
+	char (*ids)[QID_SIZE] = NULL;
+	int n = queue_scan(s->d->queue, Q_QUEUE, &ids, 3600);
+
+	if (n < 0) {
+		log_err("%s/queue: cannot scan: %s", queue_path(s->d->queue), strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		sched_load_one(s, ids[i]);
+	free(ids);
+	log_info("queue: %zu message%s", s->n, s->n == 1 ? "" : "s");
+	sched_arm(s);
+	return 0;
+}
+
+int sched_add(struct sched *s, const char *id)
+{
+	if (sched_put(s, id, 0) < 0)
+		return -1;
+	sched_arm(s);
+	return 0;
+}
+
+int sched_know(struct sched *s, const char *id)
+{
+	size_t pos;
+
+	if (sched_find(s, id, &pos))
+		return 0;
+	return sched_add(s, id);
+}
+
+size_t sched_flush(struct sched *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->msgs[i].busy)
+			continue;
+		s->msgs[i].due = 0;
+		s->msgs[i].forced = true;
+		n++;
+	}
+	sched_arm(s);
+	return n;
+}
+
+void sched_stop(struct sched *s)
+{
+	s->stopped = true;
+	evtimer_del(s->timer);
+}
+
+size_t sched_count(const struct sched *s)
+{
+	return s->n;
+}
+
+size_t sched_inflight(const struct sched *s)
+{
+	return s->inflight;
+}
