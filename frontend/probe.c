@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "daemon/conn.h"
+#include "daemon/oauth2.h"
 #include "daemon/secret.h"
 #include "daemon/tls.h"
 #include "lib/log.h"
@@ -49,6 +50,8 @@ struct probe {
 	struct probe_result *r;		/* the port being probed */
 	struct conn *conn;
 	struct secret_job *job;
+	struct oauth2 *oauth2;		/* tokens for oauth2_token_url, cached per smarthost */
+	struct oauth2_req *token;
 	struct timespec t0;
 	/* The implicit TLS retry's view of the smarthost: one port, /tls. */
 	bool retrying;
@@ -465,8 +468,38 @@ static void probe_on_secret(const char *secret, size_t len, const char *status, 
 	probe_finish(p);
 }
 
+static void probe_on_token(const char *token, long expires_in, const char *error, void *arg)
+{
+	struct probe *p = arg;
+	char source[320];
+
+	p->token = NULL;
+	oauth2_source(p->r->sh, source, sizeof(source));
+	if (!token) {
+		probe_set(p->r, "token-failed", "%s", error);
+		probe_finish(p);
+		return;
+	}
+	probe_note(p->r, "OAuth2 token: obtained from %s, valid for %lds more", source, expires_in);
+	probe_connect(p, token);
+}
+
+static bool probe_start_token(struct probe *p)
+{
+	const struct conf_smarthost *sh = p->r->sh;
+
+	p->token = p->oauth2 ? oauth2_get(p->oauth2, sh, probe_on_token, p) : NULL;
+	if (p->token)
+		return true;
+	probe_set(p->r, "token-failed", "smarthost %s: cannot request an OAuth2 access token: %s",
+	    sh->name, strerror(errno ? errno : ENOMEM));
+	probe_finish(p);
+	return false;
+}
+
 /* Credentials like the relay: only for TLS ports, from password (or
- * password_file) or a fresh password_command run. */
+ * password_file), a fresh password_command run, or the OAuth2 token
+ * manager. */
 static void probe_start(struct probe *p)
 {
 	const struct conf_smarthost *sh = p->r->sh;
@@ -475,7 +508,13 @@ static void probe_start(struct probe *p)
 		probe_connect(p, NULL);
 		return;
 	}
+	if (sh->oauth2_token_url) {
+		probe_start_token(p);
+		return;
+	}
 	if (sh->password_command) {
+		if (sh->auth_mechs & (CONF_AUTH_XOAUTH2 | CONF_AUTH_OAUTHBEARER))
+			probe_note(p->r, "OAuth2 token: from password_command");
 		p->job = secret_run(p->base, sh->password_command, SECRET_TIMEOUT, probe_on_secret, p);
 		if (!p->job) {
 			probe_set(p->r, "token-failed", "password_command for smarthost %s failed "
@@ -485,10 +524,9 @@ static void probe_start(struct probe *p)
 		return;
 	}
 	if (!sh->password) {
-		/* oauth2_token_url: conf accepts it, nothing fetches tokens yet. */
-		probe_set(p->r, "token-failed", "smarthost %s: no password and no password_command: "
-		    "built-in OAuth2 token refresh (oauth2_token_url) is not available in this "
-		    "version (use password_command to print an access token)", sh->name);
+		/* conf_load_secrets could not read password_file. */
+		probe_set(p->r, "auth-failed", "smarthost %s: no password (password_file %s could "
+		    "not be read)", sh->name, sh->password_file ? sh->password_file : "unset");
 		probe_finish(p);
 		return;
 	}
@@ -515,9 +553,11 @@ static void probe_one(struct probe *p, struct probe_result *r)
 	/* The loop ran dry without a decision: never report success. */
 	if (p->job)
 		secret_cancel(p->job);
+	oauth2_cancel(p->token);
 	if (p->conn)
 		conn_abort(p->conn);
 	p->job = NULL;
+	p->token = NULL;
 	p->conn = NULL;
 	probe_set(r, "unreachable", "internal error: the probe stopped without a result");
 	probe_finish(p);
@@ -687,11 +727,13 @@ static int probe_setup(struct probe *p, const struct config *c)
 	/* No usable resolv.conf: /etc/hosts still answers. */
 	if (!p->dns)
 		p->dns = evdns_base_new(p->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	return p->dns ? 0 : -1;
+	p->oauth2 = p->dns ? oauth2_new(p->base, p->dns) : NULL;
+	return p->oauth2 ? 0 : -1;
 }
 
 static void probe_teardown(struct probe *p)
 {
+	oauth2_free(p->oauth2);
 	if (p->dns)
 		evdns_base_free(p->dns, 0);
 	if (p->base)

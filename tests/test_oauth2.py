@@ -22,6 +22,7 @@ from test_relay import Smarthost, read_line  # noqa: E402
 
 RELAY = os.path.join(BUILD, "tests", "relay-driver")
 LOGIN = os.path.join(BUILD, "tests", "oauth2-login-driver")
+PROBE = os.path.join(BUILD, "smtprelay-probe")
 WRAPPER = os.environ.get("RELAY_WRAPPER", "").split()
 CONTENT = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
 SECRET = "cs-Kq8dPz0vXw"
@@ -367,6 +368,34 @@ class OAuth2Test(unittest.TestCase):
         self.assertEqual(res[qid][0], "delivered", err)
         auths = [e for e in fx.events() if e["event"] == "auth"]
         self.assertEqual([(e["mech"], e["ok"], e["tag"]) for e in auths], [("XOAUTH2", True, token[:8])])
+
+    # ---- smtprelay probe ----
+
+    def probe(self, rc):
+        p = subprocess.run([*WRAPPER, PROBE, "-C", self.conf], capture_output=True, timeout=60)
+        out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+        self.output += out + err
+        self.assertEqual(p.returncode, rc, out + err)
+        return out
+
+    @unittest.skipUnless(os.path.exists(PROBE), "smtprelay-probe not built")
+    def test_probe_token(self):
+        ts = self.tokenserver()
+        fx = self.smarthost([{"name": "sub", "mode": "starttls"}], AT)
+        self.write_conf(self.section(fx.ports["sub"], ts.port))
+        out = self.probe(0)
+        self.assertRegex(out, r"m365 127\.0\.0\.1:%d/starttls: ok .*AUTH XOAUTH2 as user accepted"
+                         % fx.ports["sub"])
+        self.assertRegex(out, r"OAuth2 token: obtained from oauth2_token_url \(127\.0\.0\.1:%d\), "
+                         r"valid for 3[56]\d\ds more" % ts.port)
+        self.assertEqual(len(ts.requests()), 1)
+        # A revoked refresh token: token-failed, naming what to do; no connection.
+        self.write_secret(self.rt_file, "rt-revoked-Zz9")
+        out = self.probe(1)
+        self.assertIn("m365 127.0.0.1:%d/starttls: token-failed smarthost m365: the refresh token "
+                      "in %s was rejected (invalid_grant: AADSTS70008" % (fx.ports["sub"], self.rt_file), out)
+        self.assertIn("run `smtprelay oauth2-login m365` again", out)
+        self.assertEqual(len([e for e in fx.events() if e["event"] == "connect"]), 1)
 
     # ---- device-code login ----
 
