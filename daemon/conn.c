@@ -71,6 +71,7 @@ struct conn {
 	bool ceof;
 
 	struct timespec t0;
+	long connect_ms;		/* -1 until TCP connected */
 	long ready_ms;			/* -1 until the session is first ready */
 	bool greeted;
 	bool ready_told, done_told;
@@ -750,6 +751,7 @@ static void conn_connected(struct conn *c)
 	evutil_freeaddrinfo(c->ai);
 	c->ai = c->ai_next = NULL;
 	c->bev = c->sock;
+	c->connect_ms = conn_ms_since(&c->t0);
 	bufferevent_setwatermark(c->sock, EV_WRITE, CONN_OUT_LOW, 0);
 	log_debug("%s: connected", c->peer);
 	if (c->port->mode == CONF_TLS_IMPLICIT) {
@@ -893,6 +895,7 @@ struct conn *conn_new(struct event_base *base, struct evdns_base *dns, const str
 		c->ev = *ev;
 	c->arg = arg;
 	c->fd = -1;
+	c->connect_ms = -1;
 	c->ready_ms = -1;
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
 	conn_set_peer(c);
@@ -1001,4 +1004,9 @@ const struct conn_tls_info *conn_tls(const struct conn *c)
 long conn_elapsed_ms(const struct conn *c)
 {
 	return c->ready_ms >= 0 ? c->ready_ms : conn_ms_since(&c->t0);
+}
+
+long conn_connect_ms(const struct conn *c)
+{
+	return c->connect_ms;
 }

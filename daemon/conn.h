@@ -105,5 +105,8 @@ const struct conf_port *conn_port(const struct conn *c);
 const struct conn_tls_info *conn_tls(const struct conn *c);
 /* Milliseconds from conn_new to ready (or to now). */
 long conn_elapsed_ms(const struct conn *c);
+/* Milliseconds from conn_new until TCP connected (DNS included), -1 when
+ * the connection never got that far. */
+long conn_connect_ms(const struct conn *c);
 
 #endif

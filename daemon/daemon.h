@@ -23,6 +23,7 @@ struct listener;
 struct pickup;
 struct sched;
 struct ctl;
+struct handover;
 struct dsn_limit;
 
 struct daemon {
@@ -36,6 +37,7 @@ struct daemon {
 	struct pickup *pickup;
 	struct sched *sched;
 	struct ctl *ctl;
+	struct handover *handover;	/* public/submit for front ends without setgid */
 	struct dsn_limit *dsn_limit;
 	bool stopping;
 };

@@ -17,6 +17,7 @@
 
 #include "conf/conf.h"
 #include "daemon/ctl.h"
+#include "daemon/handover.h"
 #include "daemon/daemon.h"
 #include "daemon/dsn.h"
 #include "daemon/listener.h"
@@ -376,6 +377,10 @@ static int main_privileged(struct daemon *d)
 		log_err("%s", err);
 		return EX_UNAVAILABLE;
 	}
+	if (!(d->handover = handover_new(d, err, sizeof(err)))) {
+		log_err("%s", err);
+		return EX_UNAVAILABLE;
+	}
 	if (pw && pw->pw_uid == 0)
 		log_warn("%s: user is root: running with full privileges", d->conf->path);
 	else if (pw && main_drop_privileges(pw) < 0)
@@ -410,6 +415,7 @@ static void main_cleanup(struct main_state *m)
 
 	listener_free(d->listener);
 	ctl_free(d->ctl);
+	handover_free(d->handover);
 	pickup_free(d->pickup);
 	if (d->relay)
 		relay_free(d->relay);

@@ -192,10 +192,11 @@ int bs_run(const struct sendmail_opts *o, const struct config *c)
 	int r;
 
 	priv_raise();
-	b.q = queue_open(c->spool_dir, !priv_have(), err, sizeof(err));
-	b.handover = b.q && handoff_needed(c->spool_dir);
+	b.handover = handoff_needed(c->spool_dir);
+	if (!b.handover)
+		b.q = queue_open(c->spool_dir, !priv_have(), err, sizeof(err));
 	priv_lower();
-	if (!b.q) {
+	if (!b.q && !b.handover) {
 		printf("421 4.3.0 %s Service not available: %s\r\n", c->hostname, err);
 		return EX_TEMPFAIL;
 	}
@@ -208,6 +209,7 @@ int bs_run(const struct sendmail_opts *o, const struct config *c)
 	r = bs_loop(srv);
 	smtp_server_free(srv);
 	bs_abort(&b);
-	queue_close(b.q);
+	if (b.q)
+		queue_close(b.q);
 	return r;
 }

@@ -146,19 +146,17 @@ static int enqueue_run(const struct sendmail_opts *o, const struct config *c,
 	int r;
 
 	priv_raise();
-	p->queue = queue_open(c->spool_dir, !priv_have(), err, sizeof(err));
-	if (!p->queue) {
-		priv_lower();
-		fprintf(stderr, "sendmail: fatal: %s\n", err);
-		return errno == EACCES ? EX_TEMPFAIL : EX_CANTCREAT;
-	}
 	/* No setgid privilege (NoNewPrivileges): the daemon takes the message. */
 	p->handover = handoff_needed(c->spool_dir);
 	if (p->handover && (p->handover_fd = handoff_memfd()) < 0) {
 		priv_lower();
-		queue_close(p->queue);
 		fprintf(stderr, "sendmail: fatal: memfd_create: %s\n", strerror(errno));
 		return EX_OSERR;
+	}
+	if (!p->handover && !(p->queue = queue_open(c->spool_dir, !priv_have(), err, sizeof(err)))) {
+		priv_lower();
+		fprintf(stderr, "sendmail: fatal: %s\n", err);
+		return errno == EACCES ? EX_TEMPFAIL : EX_CANTCREAT;
 	}
 	s = submit_begin(p, &e);
 	r = s ? enqueue_copy(s, &e) : -1;
@@ -167,7 +165,8 @@ static int enqueue_run(const struct sendmail_opts *o, const struct config *c,
 	else if (r == 0)
 		r = submit_commit(s, id, &e);
 	priv_lower();
-	queue_close(p->queue);
+	if (p->queue)
+		queue_close(p->queue);
 	if (r == 0 && p->handover)
 		r = enqueue_handover(c, p->handover_fd, id, &e);
 	if (p->handover)

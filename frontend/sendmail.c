@@ -326,6 +326,8 @@ int sendmail_main(int argc, char **argv)
 	if (sendmail_parse(argc, argv, &o) < 0)
 		return EX_USAGE;
 	log_init(o.label ? o.label : sendmail_prog, LOG_TARGET_STDERR, o.verbose);
+	/* Warnings only with -v (and for newaliases, whose job is checking). */
+	log_quiet(!o.verbose && o.mode != SM_ALIASES);
 	c = sendmail_config(&o);
 	switch (o.mode) {
 	case SM_PRINT: r = sendmail_print(&o, c); break;

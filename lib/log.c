@@ -9,8 +9,9 @@ static struct {
 	const char *ident;
 	enum log_target target;
 	bool debug;
+	bool quiet;
 	bool opened;
-} log_state = { "smtprelay", LOG_TARGET_STDERR, false, false };
+} log_state = { "smtprelay", LOG_TARGET_STDERR, false, false, false };
 
 void log_init(const char *ident, enum log_target target, bool debug)
 {
@@ -21,6 +22,11 @@ void log_init(const char *ident, enum log_target target, bool debug)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 		log_state.opened = true;
 	}
+}
+
+void log_quiet(bool quiet)
+{
+	log_state.quiet = quiet;
 }
 
 bool log_debug_enabled(void)
@@ -45,6 +51,8 @@ void log_vmsg(int prio, const char *fmt, va_list ap)
 	char line[2048];
 
 	if (prio == LOG_DEBUG && !log_state.debug)
+		return;
+	if (log_state.quiet && prio > LOG_ERR)
 		return;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	/* A log line is one line: never let data with newlines split it. */

@@ -11,6 +11,9 @@ enum log_target { LOG_TARGET_SYSLOG, LOG_TARGET_STDERR };
 /* ident is the program name shown in each line; debug enables log_debug. */
 void log_init(const char *ident, enum log_target target, bool debug);
 bool log_debug_enabled(void);
+/* Only errors: the front end keeps cron's mail free of warnings meant for
+ * the administrator (the daemon logs those). */
+void log_quiet(bool quiet);
 
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

@@ -5,7 +5,7 @@
  *                               setgid: new files belong to the service group)
  *   queue/     0700 user        messages owned by the daemon
  *   corrupt/   0700 user        unreadable files are moved here, never deleted
- *   public/    0710 user:group  (daemon sockets; later issues)
+ *   public/    0755 user        control and submit sockets (authorised by peer uid)
  *
  * One message = one content file ("queue/ID" or "maildrop/ID") holding the
  * envelope header then the message content, written once, plus an optional

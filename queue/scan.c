@@ -357,7 +357,8 @@ int queue_accept_fd(struct queue *q, int fd, long uid, char id[QID_SIZE], char *
 
 	if (store_area_fd(q, Q_QUEUE, err, errlen) < 0)
 		return -1;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	/* The sender shares the file offset: start from the beginning. */
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || lseek(fd, 0, SEEK_SET) < 0) {
 		snprintf(err, errlen, "handed-over message is not a regular file");
 		errno = EBADMSG;
 		return -1;

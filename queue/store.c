@@ -23,7 +23,7 @@ static const struct {
 	{ "maildrop", 03770 },
 	{ "queue", 0700 },
 	{ "corrupt", 0700 },
-	{ "public", 0710 },
+	{ "public", 0755 },
 };
 
 const char *store_area_name(enum q_area area)

@@ -96,6 +96,7 @@ struct smtp_client {
 	size_t out_off;		/* bytes of out already sent */
 	struct client_reply reply;
 
+	char greeting[SMTP_CLIENT_TEXT_MAX];	/* for `smtprelay probe` */
 	struct smtp_client_ehlo ehlo;
 	struct smtp_client_ehlo ehlo_next;	/* filled while the EHLO reply arrives */
 	unsigned auth_mech;
@@ -537,6 +538,7 @@ static void client_send_ehlo(struct smtp_client *c)
 
 static void client_on_greeting(struct smtp_client *c)
 {
+	client_copy_text(c->greeting, sizeof(c->greeting), c->reply.text, c->reply.len);
 	if (c->reply.code == 421) {
 		client_fail_temp(c, "server is unavailable");
 		return;
@@ -1635,6 +1637,11 @@ const struct smtp_client_result *smtp_client_error_reply(const struct smtp_clien
 const struct smtp_client_ehlo *smtp_client_ehlo(const struct smtp_client *c)
 {
 	return &c->ehlo;
+}
+
+const char *smtp_client_greeting(const struct smtp_client *c)
+{
+	return c->greeting;
 }
 
 unsigned smtp_client_auth_used(const struct smtp_client *c)

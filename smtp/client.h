@@ -205,6 +205,9 @@ enum smtp_client_error smtp_client_error(const struct smtp_client *c, const char
 const struct smtp_client_result *smtp_client_error_reply(const struct smtp_client *c);
 
 const struct smtp_client_ehlo *smtp_client_ehlo(const struct smtp_client *c);
+/* The server's greeting ("220 smtp.example.com ESMTP ready", lines joined
+ * with "; ", control characters replaced), "" until it arrived. */
+const char *smtp_client_greeting(const struct smtp_client *c);
 /* The CONF_AUTH_* mechanism that authenticated the session, 0 when none. */
 unsigned smtp_client_auth_used(const struct smtp_client *c);
 /* Mechanism name for a CONF_AUTH_* bit ("PLAIN"), "" when unknown. */

@@ -6,6 +6,7 @@ import email.policy
 import glob
 import json
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -334,6 +335,65 @@ class DaemonTest(testlib.TestCase):
         self.assertEqual(d.stop(), 0)
         self.assertLess(time.monotonic() - t0, 10)
         self.assertEqual(len(d.queue_ids()), 1)
+
+    # ---- sendmail without its setgid privilege (NoNewPrivileges) hands the
+    # message to the daemon over public/submit ----
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_no_new_privileges_submission(self):
+        fx = self.smarthost()
+        d = self.daemon(self.config(fx.ports["sub"]))
+        # nobody may reach the spool and config, but not write the maildrop.
+        for p in (self.root, os.path.dirname(d.inst.dir), d.inst.dir, d.inst.prefix,
+                  os.path.join(d.inst.prefix, "sbin")):
+            os.chmod(p, 0o755)
+        os.chmod(d.inst.conf, 0o644)
+        md = os.path.join(d.inst.spool, "maildrop")
+        self.assertNotEqual(os.stat(md).st_mode & 0o002, 0o002)
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs",
+               d.inst.path("sendmail"), "-C", d.inst.conf, "-f", "app@example.com", "bob@example.com"]
+        r = subprocess.run(cmd, input=b"Subject: from a hardened unit\n\nhello\n",
+                           capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(d.inst.area_files("maildrop"), [])
+        m = fx.wait_messages(1)[0]
+        self.assertEqual(m["rcpt_tos"], ["bob@example.com"])
+        self.assertIn(b"from a hardened unit", m["content"])
+        d.wait_log(r"\w+: uid=%d handed over" % pwd.getpwnam("nobody").pw_uid)
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_no_new_privileges_bs_session(self):
+        fx = self.smarthost()
+        d = self.daemon(self.config(fx.ports["sub"]))
+        for p in (self.root, os.path.dirname(d.inst.dir), d.inst.dir, d.inst.prefix,
+                  os.path.join(d.inst.prefix, "sbin")):
+            os.chmod(p, 0o755)
+        os.chmod(d.inst.conf, 0o644)
+        session = (b"EHLO app\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<carol@example.com>\r\n"
+                   b"DATA\r\nSubject: symfony\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs",
+               d.inst.path("sendmail"), "-C", d.inst.conf, "-bs"]
+        r = subprocess.run(cmd, input=session, capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout.decode(), r"250 2\.0\.0 Ok: queued as \w+")
+        m = fx.wait_messages(1)[0]
+        self.assertEqual(m["rcpt_tos"], ["carol@example.com"])
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_no_new_privileges_without_daemon_is_temporary(self):
+        d = self.daemon("", start=False)
+        d.inst.sendmail("root", input=b"creates the spool\n")
+        for p in (self.root, os.path.dirname(d.inst.dir), d.inst.dir, d.inst.prefix,
+                  os.path.join(d.inst.prefix, "sbin")):
+            os.chmod(p, 0o755)
+        os.chmod(d.inst.conf, 0o644)
+        os.chmod(os.path.join(d.inst.spool, "maildrop"), 0o3770)
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs",
+               d.inst.path("sendmail"), "-C", d.inst.conf, "bob@example.com"]
+        r = subprocess.run(cmd, input=b"x\n", capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 75, r.stderr)
+        self.assertIn(b"smtprelayd does not answer", r.stderr)
+        self.assertEqual(len(d.inst.area_files("maildrop")), 1)
 
 
 if __name__ == "__main__":

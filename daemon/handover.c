@@ -1,0 +1,207 @@
+#include "config.h"
+#include "daemon/handover.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "daemon/sched.h"
+#include "frontend/handoff.h"
+#include "lib/log.h"
+
+#define HANDOVER_TIMEOUT 10
+
+struct handover {
+	struct daemon *d;
+	struct evconnlistener *lev;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct handover_client {
+	struct handover *h;
+	struct event *ev;
+	int fd;
+};
+
+static void handover_client_free(struct handover_client *cl)
+{
+	event_free(cl->ev);
+	close(cl->fd);
+	free(cl);
+}
+
+/* One "submit\n" with one descriptor attached; anything else is refused. */
+static int handover_receive(int s, int *fd)
+{
+	char line[16];
+	struct iovec iov = { .iov_base = line, .iov_len = sizeof(line) };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	*fd = -1;
+	n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return -1;
+	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(fd, CMSG_DATA(c), sizeof(int));
+	}
+	if (*fd < 0 || (m.msg_flags & MSG_CTRUNC) || n != 7 || memcmp(line, "submit\n", 7) != 0) {
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+static void handover_reply(int s, const char *word, const char *text)
+{
+	char line[600];
+	int n = snprintf(line, sizeof(line), "%s %s\n", word, text);
+
+	if (n > 0)
+		(void)send(s, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static int handover_queue(struct handover *h, int fd, uid_t uid, char id[QID_SIZE],
+    char *err, size_t errlen)
+{
+	struct stat st;
+
+	/* A bound before reading anything: the header is small, content is capped. */
+	if (fstat(fd, &st) < 0 || st.st_size < 0 ||
+	    (uint64_t)st.st_size > (uint64_t)h->d->conf->max_message_size + 65536) {
+		snprintf(err, errlen, "message larger than max_message_size");
+		return -1;
+	}
+	if (queue_accept_fd(h->d->queue, fd, (long)uid, id, err, errlen) < 0)
+		return -1;
+	sched_add(h->d->sched, id);
+	return 0;
+}
+
+static void handover_read_cb(evutil_socket_t s, short what, void *arg)
+{
+	struct handover_client *cl = arg;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char id[QID_SIZE], err[512];
+	int fd;
+
+	if (what & EV_TIMEOUT) {
+		handover_client_free(cl);
+		return;
+	}
+	if (handover_receive(s, &fd) < 0 ||
+	    getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		handover_reply(s, "error", "expected \"submit\" with a message descriptor");
+		handover_client_free(cl);
+		return;
+	}
+	if (handover_queue(cl->h, fd, cred.uid, id, err, sizeof(err)) < 0) {
+		log_warn("message handed over by uid %ld refused: %s", (long)cred.uid, err);
+		handover_reply(s, "error", err);
+	} else {
+		log_info("%s: uid=%ld handed over by pid %ld", id, (long)cred.uid, (long)cred.pid);
+		handover_reply(s, "ok", id);
+	}
+	close(fd);
+	handover_client_free(cl);
+}
+
+static void handover_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct handover *h = arg;
+	struct timeval tv = { .tv_sec = HANDOVER_TIMEOUT };
+	struct handover_client *cl = calloc(1, sizeof(*cl));
+
+	if (!cl) {
+		close(fd);
+		return;
+	}
+	cl->h = h;
+	cl->fd = fd;
+	cl->ev = event_new(h->d->base, fd, EV_READ, handover_read_cb, cl);
+	if (!cl->ev || event_add(cl->ev, &tv) < 0) {
+		if (cl->ev)
+			event_free(cl->ev);
+		close(fd);
+		free(cl);
+	}
+}
+
+static int handover_bind(struct handover *h, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s",
+	    queue_path(h->d->queue), HANDOFF_SOCKET) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "%s: spool path too long for a socket", queue_path(h->d->queue));
+		return -1;
+	}
+	snprintf(h->path, sizeof(h->path), "%s", sun.sun_path);
+	/* The control socket already proved no other daemon runs on this spool. */
+	unlink(sun.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(sun.sun_path, 0666) < 0 || listen(fd, 64) < 0) {
+		snprintf(err, errlen, "%s: %s", sun.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct handover *handover_new(struct daemon *d, char *err, size_t errlen)
+{
+	struct handover *h = calloc(1, sizeof(*h));
+	int fd;
+
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->d = d;
+	if ((fd = handover_bind(h, err, errlen)) < 0) {
+		free(h);
+		return NULL;
+	}
+	h->lev = evconnlistener_new(d->base, handover_accept_cb, h, LEV_OPT_CLOSE_ON_FREE, 0, fd);
+	if (!h->lev) {
+		snprintf(err, errlen, "%s: cannot listen: %s", h->path, strerror(errno));
+		close(fd);
+		unlink(h->path);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void handover_free(struct handover *h)
+{
+	if (!h)
+		return;
+	evconnlistener_free(h->lev);
+	unlink(h->path);
+	free(h);
+}

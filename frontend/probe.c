@@ -1,0 +1,767 @@
+#include "config.h"
+#include "frontend/probe.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "daemon/conn.h"
+#include "daemon/secret.h"
+#include "daemon/tls.h"
+#include "lib/log.h"
+#include "smtp/client.h"
+
+#define PROBE_TEXT_MAX 1280
+#define PROBE_NOTES_MAX 10
+/* The implicit TLS retry after a silent STARTTLS or plain port is quick:
+ * a TLS server answers a hello at once. */
+#define PROBE_RETRY_TIMEOUT 5
+
+struct probe_result {
+	const struct conf_smarthost *sh;
+	size_t index;			/* into sh->ports */
+	bool done;
+	bool ready;			/* the session came up: ok */
+	bool collected;
+	const char *verdict;		/* "ok" or a DESIGN §6 word */
+	char summary[PROBE_TEXT_MAX];
+	char notes[PROBE_NOTES_MAX][PROBE_TEXT_MAX];
+	size_t nnotes;
+	bool tls;
+	char tls_version[16];
+	char cipher[64];
+	char auth[256];			/* mechanisms offered (after TLS), space-separated */
+	long elapsed_ms;
+};
+
+struct probe {
+	const struct config *conf;
+	struct event_base *base;
+	struct evdns_base *dns;
+	SSL_CTX *ctx;			/* the current smarthost's; NULL: ctx_err */
+	char ctx_err[512];
+	struct probe_result *r;		/* the port being probed */
+	struct conn *conn;
+	struct secret_job *job;
+	struct timespec t0;
+	/* The implicit TLS retry's view of the smarthost: one port, /tls. */
+	bool retrying;
+	bool retry_tls;			/* the retry's TLS handshake succeeded */
+	struct conf_smarthost alt;
+	struct conf_port alt_port;
+};
+
+/* ---- small helpers ---- */
+
+static long probe_ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long)(now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static const char *probe_mode_name(enum conf_tls_mode m)
+{
+	switch (m) {
+	case CONF_TLS_IMPLICIT: return "tls";
+	case CONF_TLS_NONE: return "none";
+	default: return "starttls";
+	}
+}
+
+static const struct conf_port *probe_port(const struct probe_result *r)
+{
+	return &r->sh->ports[r->index];
+}
+
+static void probe_note(struct probe_result *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void probe_note(struct probe_result *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->nnotes >= PROBE_NOTES_MAX)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(r->notes[r->nnotes++], PROBE_TEXT_MAX, fmt, ap);
+	va_end(ap);
+}
+
+static void probe_set(struct probe_result *r, const char *verdict, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void probe_set(struct probe_result *r, const char *verdict, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->verdict = verdict;
+	va_start(ap, fmt);
+	vsnprintf(r->summary, sizeof(r->summary), fmt, ap);
+	va_end(ap);
+}
+
+/* The port is decided: back to probe_one. */
+static void probe_finish(struct probe *p)
+{
+	p->r->done = true;
+	p->r->elapsed_ms = probe_ms_since(&p->t0);
+	event_base_loopbreak(p->base);
+}
+
+static void probe_fmt_time(time_t t, char *dst, size_t len)
+{
+	struct tm tm;
+
+	if (!t || !gmtime_r(&t, &tm) || strftime(dst, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(dst, len, "an unknown date");
+}
+
+/* ---- what a connection showed ---- */
+
+static bool probe_starttls_offered(const struct smtp_client *cl, const struct conn_tls_info *t)
+{
+	/* STARTTLS clears the EHLO extensions (RFC 3207): a session that got
+	 * to the handshake had it offered. */
+	return t->active || smtp_client_ehlo(cl)->starttls
+	    || smtp_client_stage(cl) == SMTP_CLIENT_STAGE_TLS;
+}
+
+static void probe_note_cert(struct probe_result *r, const struct conn_tls_info *t)
+{
+	char when[40];
+	const char *host = r->sh->host;
+
+	probe_fmt_time(t->not_after, when, sizeof(when));
+	if (t->verified)
+		probe_note(r, "certificate: subject %s, issuer %s, expires %s; chain verified, "
+		    "host name matches %s%s", t->subject, t->issuer, when, host,
+		    t->pin_checked && t->pin_ok ? "; tls_fingerprint matches" : "");
+	else
+		probe_note(r, "certificate: subject %s, issuer %s, expires %s; not verified "
+		    "(tls_verify = false%s%s)%s", t->subject, t->issuer, when,
+		    t->verify_error[0] ? ": " : "", t->verify_error,
+		    t->pin_checked && t->pin_ok ? "; tls_fingerprint matches" : "");
+}
+
+static void probe_note_tls(struct probe_result *r, const struct conn_tls_info *t)
+{
+	if (!t->active)
+		return;
+	r->tls = true;
+	snprintf(r->tls_version, sizeof(r->tls_version), "%s", t->version);
+	snprintf(r->cipher, sizeof(r->cipher), "%s", t->cipher);
+	probe_note(r, "TLS: %s, cipher %s", t->version, t->cipher);
+	if (t->subject[0] || t->issuer[0])
+		probe_note_cert(r, t);
+}
+
+static void probe_note_ehlo(struct probe_result *r, const struct smtp_client *cl,
+    const struct conn_tls_info *t)
+{
+	const struct smtp_client_ehlo *e = smtp_client_ehlo(cl);
+	enum conf_tls_mode mode = probe_port(r)->mode;
+
+	if (mode == CONF_TLS_STARTTLS && smtp_client_stage(cl) != SMTP_CLIENT_STAGE_GREETING)
+		probe_note(r, "STARTTLS: %s", probe_starttls_offered(cl, t) ? "offered" : "not offered");
+	else if (mode == CONF_TLS_NONE && e->starttls)
+		probe_note(r, "STARTTLS: offered (not used: this is a /none port)");
+	if (!e->raw[0])
+		return;
+	probe_note(r, "EHLO%s: %s", mode == CONF_TLS_STARTTLS && t->active ? " after TLS" : "", e->raw);
+	/* Mechanisms offered in plaintext on a STARTTLS port are not the ones
+	 * that count: credentials only go over TLS. */
+	if (t->active || mode == CONF_TLS_NONE)
+		snprintf(r->auth, sizeof(r->auth), "%s", e->auth_raw);
+}
+
+/* Everything the connection learnt, once (ready, or closed on a failure). */
+static void probe_collect(struct probe_result *r, const struct conn *c)
+{
+	const struct smtp_client *cl = conn_client(c);
+	const struct conn_tls_info *t = conn_tls(c);
+	long ms = conn_connect_ms(c);
+
+	if (r->collected)
+		return;
+	r->collected = true;
+	if (ms >= 0)
+		probe_note(r, "connected to %s in %ld ms", conn_peer(c), ms);
+	if (smtp_client_greeting(cl)[0])
+		probe_note(r, "banner: %s", smtp_client_greeting(cl));
+	probe_note_tls(r, t);
+	probe_note_ehlo(r, cl, t);
+}
+
+static void probe_note_auth(struct probe_result *r, const struct smtp_client *cl)
+{
+	unsigned used = smtp_client_auth_used(cl);
+	const struct conf_port *port = probe_port(r);
+
+	if (port->mode == CONF_TLS_NONE) {
+		probe_note(r, "AUTH: not used on a /none port");
+		return;
+	}
+	if (used) {
+		probe_note(r, "AUTH: offered %s; AUTH %s as %s accepted", r->auth[0] ? r->auth : "(none)",
+		    smtp_client_mech_name(used), r->sh->username);
+		return;
+	}
+	probe_note(r, "AUTH: offered %s; not tried (no username configured)",
+	    r->auth[0] ? r->auth : "(none)");
+}
+
+/* ---- verdicts ---- */
+
+/* conn has a few verdicts of its own (tls-failed, protocol-error,
+ * temporary-failure, lost); probe speaks only the DESIGN §6 words, so those
+ * are named by the stage that failed. */
+static const char *probe_word(enum conn_verdict v, const struct conn *c)
+{
+	const struct smtp_client *cl = conn_client(c);
+	const char *why;
+
+	/* The DESIGN §6 words are conn's first verdicts, up to token-failed. */
+	if (v <= CONN_TOKEN_FAILED)
+		return conn_verdict_name(v);
+	if (v == CONN_TLS_FAILED)
+		/* After a completed handshake: the pin or no certificate. */
+		return conn_tls(c)->active ? "cert-untrusted" : "tls-version";
+	switch (smtp_client_error(cl, &why)) {
+	case SMTP_CLIENT_E_GREETING:
+	case SMTP_CLIENT_E_REJECTED:
+	case SMTP_CLIENT_E_EOF:
+		return "refused";
+	case SMTP_CLIENT_E_TEMP:
+		return smtp_client_stage(cl) == SMTP_CLIENT_STAGE_AUTH ? "auth-failed" : "refused";
+	case SMTP_CLIENT_E_STARTTLS_REFUSED:
+		return "starttls-missing";
+	case SMTP_CLIENT_E_TIMEOUT:
+		return "timeout";
+	default:
+		return "unreachable";
+	}
+}
+
+/* A hint, unless the reason already says it (marker). */
+struct probe_hint {
+	const char *verdict;
+	const char *marker;
+	const char *hint;
+};
+
+static const struct probe_hint probe_hints[] = {
+	{ "cert-untrusted", "tls_fingerprint", "update tls_fingerprint if the server's key changed" },
+	{ "cert-untrusted", "tls_ca_file", "set tls_ca_file or fix the server's chain" },
+	{ "cert-hostname", "host = ", "set host = to a name the certificate is for" },
+	{ "cert-expired", "renew", "the server must renew its certificate, or this host's clock "
+	    "is wrong" },
+	{ "tls-version", "tls_min_version", "check tls_min_version and the server's TLS settings" },
+	{ "starttls-missing", "PORT/tls", "use PORT/tls if this port speaks implicit TLS, or "
+	    "another port" },
+	{ "auth-failed", "check the username", "check username/password" },
+	{ "auth-unsupported", "auth = ", "compare auth = {...} with the mechanisms the server "
+	    "offers" },
+	{ "token-failed", "password_command", "check password_command" },
+	{ "dns", "resolv.conf", "check the host name and /etc/resolv.conf" },
+};
+
+static const char *probe_hint_conn(const char *word, unsigned port, bool connected,
+    const char *reason)
+{
+	if (strcmp(word, "refused") == 0)
+		return connected ? NULL : "nothing listens there or a firewall rejects the connection";
+	if (strcmp(word, "timeout") == 0) {
+		if (port == 25 && !strstr(reason, "port 25"))
+			return "outbound port 25 is often blocked by cloud providers";
+		return connected ? NULL : "a firewall may be dropping the packets";
+	}
+	if (strcmp(word, "unreachable") == 0)
+		return connected ? "this does not look like an SMTP server"
+		    : "check the network, routes and firewall";
+	return NULL;
+}
+
+static const char *probe_hint(const char *word, unsigned port, bool connected, const char *reason)
+{
+	for (size_t i = 0; i < sizeof(probe_hints) / sizeof(probe_hints[0]); i++) {
+		const struct probe_hint *h = &probe_hints[i];
+
+		if (strcmp(word, h->verdict) != 0)
+			continue;
+		if (strstr(reason, h->marker))
+			return NULL;
+		/* The pin's hint only for pin failures. */
+		if (strcmp(h->marker, "tls_fingerprint") == 0)
+			continue;
+		return h->hint;
+	}
+	return probe_hint_conn(word, port, connected, reason);
+}
+
+static void probe_fail(struct probe_result *r, const char *word, bool connected, const char *reason)
+{
+	const char *hint = probe_hint(word, probe_port(r)->port, connected, reason);
+	const char *tail = hint && strstr(reason, hint) ? NULL : hint;
+
+	probe_set(r, word, "%s%s%s%s", reason, tail ? " (" : "", tail ? tail : "", tail ? ")" : "");
+}
+
+/* ---- the implicit TLS retry ---- */
+
+static bool probe_silent(const struct conn *c, enum conn_verdict v)
+{
+	const struct smtp_client *cl = conn_client(c);
+
+	return v == CONN_TIMEOUT && conn_port(c)->mode != CONF_TLS_IMPLICIT && conn_connect_ms(c) >= 0
+	    && smtp_client_stage(cl) == SMTP_CLIENT_STAGE_GREETING && !smtp_client_greeting(cl)[0];
+}
+
+static const struct conn_events probe_events;
+
+static void probe_retry_start(struct probe *p)
+{
+	const struct conf_port *port = probe_port(p->r);
+	struct conn_params cp = { &p->alt, 0, p->conf->hostname, NULL, p->ctx };
+
+	p->alt = *p->r->sh;
+	p->alt_port.port = port->port;
+	p->alt_port.mode = CONF_TLS_IMPLICIT;
+	p->alt.ports = &p->alt_port;
+	p->alt.nports = 1;
+	if (p->alt.connect_timeout > PROBE_RETRY_TIMEOUT)
+		p->alt.connect_timeout = PROBE_RETRY_TIMEOUT;
+	p->retrying = true;
+	p->retry_tls = false;
+	p->conn = p->ctx ? conn_new(p->base, p->dns, &cp, &probe_events, p) : NULL;
+	if (!p->conn) {
+		probe_note(p->r, "implicit TLS retry: %s", p->ctx ? strerror(errno) : p->ctx_err);
+		probe_finish(p);
+	}
+}
+
+static void probe_retry_closed(struct probe *p, struct conn *c, enum conn_verdict v,
+    const char *reason)
+{
+	struct probe_result *r = p->r;
+	unsigned port = probe_port(r)->port;
+	const struct conn_tls_info *t = conn_tls(c);
+
+	/* A certificate verdict means a handshake got as far as the server's
+	 * certificate: the port speaks TLS all the same. */
+	if (p->retry_tls || t->active || v == CONN_CERT_UNTRUSTED || v == CONN_CERT_HOSTNAME
+	    || v == CONN_CERT_EXPIRED) {
+		probe_set(r, "tls-mode-mismatch", "no greeting within %us: %s:%u speaks implicit TLS: "
+		    "use %u/tls", r->sh->connect_timeout, r->sh->host, port, port);
+		probe_note(r, "implicit TLS retry: %s%s%s", t->active ? t->version : "handshake",
+		    t->active ? " handshake succeeded" : " reached the certificate: ",
+		    t->active ? "" : reason);
+	} else {
+		probe_note(r, "implicit TLS retry: no TLS either (%s)", v == CONN_OK ? "closed" : reason);
+	}
+	probe_finish(p);
+}
+
+/* ---- connection events ---- */
+
+static void probe_on_ready(struct conn *c, void *arg)
+{
+	struct probe *p = arg;
+	struct probe_result *r = p->r;
+	const struct smtp_client *cl = conn_client(c);
+	unsigned used = smtp_client_auth_used(cl);
+
+	if (p->retrying) {
+		p->retry_tls = conn_tls(c)->active;
+		conn_quit(c);
+		return;
+	}
+	r->ready = true;
+	probe_collect(r, c);
+	probe_note_auth(r, cl);
+	if (probe_port(r)->mode == CONF_TLS_NONE)
+		probe_set(r, "ok", "greeting and EHLO ok (no TLS, no AUTH), ready in %ld ms",
+		    conn_elapsed_ms(c));
+	else
+		probe_set(r, "ok", "%s %s, certificate %s, %s%s%s%s%s, ready in %ld ms", r->tls_version,
+		    r->cipher, conn_tls(c)->verified ? "verified" : "not verified (tls_verify = false)",
+		    used ? "AUTH " : "no AUTH", used ? smtp_client_mech_name(used) : "",
+		    used ? " as " : "", used ? r->sh->username : "", used ? " accepted" : "",
+		    conn_elapsed_ms(c));
+	conn_quit(c);
+}
+
+static void probe_on_closed(struct conn *c, enum conn_verdict v, const char *reason, void *arg)
+{
+	struct probe *p = arg;
+	struct probe_result *r = p->r;
+
+	p->conn = NULL;
+	if (p->retrying) {
+		probe_retry_closed(p, c, v, reason);
+		return;
+	}
+	if (r->ready) {
+		probe_finish(p);
+		return;
+	}
+	probe_collect(r, c);
+	if (v == CONN_OK) {
+		/* Cannot happen before ready; never report ok without it. */
+		probe_fail(r, "unreachable", conn_connect_ms(c) >= 0, "the session ended early");
+		probe_finish(p);
+		return;
+	}
+	probe_fail(r, probe_word(v, c), conn_connect_ms(c) >= 0, reason);
+	if (r->auth[0])
+		probe_note(r, "AUTH: offered %s", r->auth);
+	if (probe_silent(c, v)) {
+		probe_retry_start(p);
+		return;
+	}
+	probe_finish(p);
+}
+
+static const struct conn_events probe_events = {
+	.ready = probe_on_ready,
+	.msg_done = NULL,
+	.closed = probe_on_closed,
+};
+
+/* ---- one port ---- */
+
+static void probe_connect(struct probe *p, const char *secret)
+{
+	struct conn_params cp = { p->r->sh, p->r->index, p->conf->hostname, secret, p->ctx };
+
+	p->conn = conn_new(p->base, p->dns, &cp, &probe_events, p);
+	if (!p->conn) {
+		probe_set(p->r, "unreachable", "cannot start a connection to %s:%u: %s", p->r->sh->host,
+		    probe_port(p->r)->port, strerror(errno));
+		probe_finish(p);
+	}
+}
+
+static void probe_on_secret(const char *secret, size_t len, const char *status, const char *detail,
+    void *arg)
+{
+	struct probe *p = arg;
+
+	p->job = NULL;
+	if (secret) {
+		probe_connect(p, secret);
+		return;
+	}
+	probe_set(p->r, "token-failed", "password_command for smarthost %s failed (%s)%s%s "
+	    "(check password_command)", p->r->sh->name, status, detail && *detail ? ": " : "",
+	    detail ? detail : "");
+	probe_finish(p);
+}
+
+/* Credentials like the relay: only for TLS ports, from password (or
+ * password_file) or a fresh password_command run. */
+static void probe_start(struct probe *p)
+{
+	const struct conf_smarthost *sh = p->r->sh;
+
+	if (probe_port(p->r)->mode == CONF_TLS_NONE || !sh->username) {
+		probe_connect(p, NULL);
+		return;
+	}
+	if (sh->password_command) {
+		p->job = secret_run(p->base, sh->password_command, SECRET_TIMEOUT, probe_on_secret, p);
+		if (!p->job) {
+			probe_set(p->r, "token-failed", "password_command for smarthost %s failed "
+			    "(cannot run it: %s)", sh->name, strerror(errno));
+			probe_finish(p);
+		}
+		return;
+	}
+	if (!sh->password) {
+		/* oauth2_token_url: conf accepts it, nothing fetches tokens yet. */
+		probe_set(p->r, "token-failed", "smarthost %s: no password and no password_command: "
+		    "built-in OAuth2 token refresh (oauth2_token_url) is not available in this "
+		    "version (use password_command to print an access token)", sh->name);
+		probe_finish(p);
+		return;
+	}
+	probe_connect(p, sh->password);
+}
+
+static void probe_one(struct probe *p, struct probe_result *r)
+{
+	p->r = r;
+	p->retrying = false;
+	clock_gettime(CLOCK_MONOTONIC, &p->t0);
+	log_debug("probe: smarthost %s %s:%u/%s", r->sh->name, r->sh->host, probe_port(r)->port,
+	    probe_mode_name(probe_port(r)->mode));
+	if (probe_port(r)->mode != CONF_TLS_NONE && !p->ctx) {
+		probe_fail(r, "cert-untrusted", false, p->ctx_err);
+		probe_finish(p);
+		return;
+	}
+	probe_start(p);
+	if (!r->done)
+		event_base_dispatch(p->base);
+	if (r->done)
+		return;
+	/* The loop ran dry without a decision: never report success. */
+	if (p->job)
+		secret_cancel(p->job);
+	if (p->conn)
+		conn_abort(p->conn);
+	p->job = NULL;
+	p->conn = NULL;
+	probe_set(r, "unreachable", "internal error: the probe stopped without a result");
+	probe_finish(p);
+}
+
+/* ---- output ---- */
+
+static void probe_host_port(FILE *out, const struct probe_result *r)
+{
+	const struct conf_port *port = probe_port(r);
+	bool v6 = strchr(r->sh->host, ':') != NULL;
+
+	fprintf(out, "%s%s%s:%u/%s", v6 ? "[" : "", r->sh->host, v6 ? "]" : "", port->port,
+	    probe_mode_name(port->mode));
+}
+
+static void probe_print_text(FILE *out, const struct probe_result *r)
+{
+	fprintf(out, "%s ", r->sh->name);
+	probe_host_port(out, r);
+	fprintf(out, ": %s %s\n", r->verdict, r->summary);
+	for (size_t i = 0; i < r->nnotes; i++)
+		fprintf(out, "    %s\n", r->notes[i]);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), 0 when invalid. */
+static size_t probe_utf8_len(const unsigned char *s)
+{
+	size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+
+	if (s[0] >= 0xf5)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/* A JSON string; bytes that are not UTF-8 become '?' (server text may be
+ * anything). */
+static void probe_json_str(FILE *out, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	fputc('"', out);
+	while (*s) {
+		size_t n;
+
+		if (*s == '"' || *s == '\\') {
+			fprintf(out, "\\%c", *s++);
+		} else if (*s == '\n') {
+			fputs("\\n", out);
+			s++;
+		} else if (*s < 0x20 || *s == 0x7f) {
+			fprintf(out, "\\u%04x", *s++);
+		} else if (*s < 0x80) {
+			fputc(*s++, out);
+		} else if ((n = probe_utf8_len(s)) > 0) {
+			fwrite(s, 1, n, out);
+			s += n;
+		} else {
+			fputc('?', out);
+			s++;
+		}
+	}
+	fputc('"', out);
+}
+
+static void probe_json_opt(FILE *out, const char *s, bool present)
+{
+	if (present)
+		probe_json_str(out, s);
+	else
+		fputs("null", out);
+}
+
+static void probe_json_mechs(FILE *out, const char *mechs)
+{
+	char buf[256], *tok, *save = NULL;
+	bool first = true;
+
+	snprintf(buf, sizeof(buf), "%s", mechs);
+	fputc('[', out);
+	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		fputs(first ? "" : ", ", out);
+		probe_json_str(out, tok);
+		first = false;
+	}
+	fputc(']', out);
+}
+
+/* detail: the summary, then the detail lines, one a line. */
+static void probe_json_detail(FILE *out, const struct probe_result *r)
+{
+	char buf[PROBE_TEXT_MAX * (PROBE_NOTES_MAX + 1) + PROBE_NOTES_MAX];
+	size_t used = (size_t)snprintf(buf, sizeof(buf), "%s", r->summary);
+
+	for (size_t i = 0; i < r->nnotes && used < sizeof(buf); i++)
+		used += (size_t)snprintf(buf + used, sizeof(buf) - used, "\n%s", r->notes[i]);
+	probe_json_str(out, buf);
+}
+
+static void probe_print_json(FILE *out, const struct probe_result *r, bool last)
+{
+	const struct conf_port *port = probe_port(r);
+
+	fputs("  {\"smarthost\": ", out);
+	probe_json_str(out, r->sh->name);
+	fputs(", \"host\": ", out);
+	probe_json_str(out, r->sh->host);
+	fprintf(out, ", \"port\": %u, \"mode\": \"%s\", \"verdict\": ", port->port,
+	    probe_mode_name(port->mode));
+	probe_json_str(out, r->verdict);
+	fputs(", \"detail\": ", out);
+	probe_json_detail(out, r);
+	fputs(", \"tls_version\": ", out);
+	probe_json_opt(out, r->tls_version, r->tls);
+	fputs(", \"cipher\": ", out);
+	probe_json_opt(out, r->cipher, r->tls);
+	fputs(", \"auth_mechanisms\": ", out);
+	probe_json_mechs(out, r->auth);
+	fprintf(out, ", \"elapsed_ms\": %ld}%s\n", r->elapsed_ms, last ? "" : ",");
+}
+
+/* Delivery tries smarthosts in order, each one's ports in order. */
+static const struct probe_result *probe_usable(const struct probe_result *res, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(res[i].verdict, "ok") == 0)
+			return &res[i];
+	return NULL;
+}
+
+static void probe_report(FILE *out, const struct probe_result *res, size_t n, bool json)
+{
+	const struct probe_result *use = probe_usable(res, n);
+
+	if (json) {
+		fputs("[\n", out);
+		for (size_t i = 0; i < n; i++)
+			probe_print_json(out, &res[i], i + 1 == n);
+		fputs("]\n", out);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		probe_print_text(out, &res[i]);
+	if (!use) {
+		fputs("no usable port: mail will stay queued\n", out);
+		return;
+	}
+	fprintf(out, "delivery will use %s ", use->sh->name);
+	probe_host_port(out, use);
+	fputc('\n', out);
+}
+
+/* ---- driver ---- */
+
+static int probe_setup(struct probe *p, const struct config *c)
+{
+	memset(p, 0, sizeof(*p));
+	p->conf = c;
+	p->base = event_base_new();
+	if (!p->base)
+		return -1;
+	p->dns = evdns_base_new(p->base, EVDNS_BASE_INITIALIZE_NAMESERVERS
+	    | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	/* No usable resolv.conf: /etc/hosts still answers. */
+	if (!p->dns)
+		p->dns = evdns_base_new(p->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	return p->dns ? 0 : -1;
+}
+
+static void probe_teardown(struct probe *p)
+{
+	if (p->dns)
+		evdns_base_free(p->dns, 0);
+	if (p->base)
+		event_base_free(p->base);
+}
+
+static void probe_smarthost(struct probe *p, const struct conf_smarthost *sh,
+    struct probe_result *res)
+{
+	p->ctx = tls_client_ctx(sh, p->ctx_err, sizeof(p->ctx_err));
+	for (size_t i = 0; i < sh->nports; i++) {
+		res[i].sh = sh;
+		res[i].index = i;
+		probe_one(p, &res[i]);
+	}
+	SSL_CTX_free(p->ctx);
+	p->ctx = NULL;
+}
+
+static size_t probe_count(const struct config *c)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nsmarthosts; i++)
+		n += c->smarthosts[i].nports;
+	return n;
+}
+
+static int probe_all(const struct config *c, bool json, FILE *out, size_t n)
+{
+	struct probe p;
+	struct probe_result *res = calloc(n, sizeof(*res));
+	int status;
+
+	if (!res || probe_setup(&p, c) < 0) {
+		fprintf(stderr, "smtprelay probe: cannot set up the event loop: %s\n",
+		    strerror(errno ? errno : ENOMEM));
+		if (res)
+			probe_teardown(&p);
+		free(res);
+		return 1;
+	}
+	for (size_t i = 0, k = 0; i < c->nsmarthosts; k += c->smarthosts[i].nports, i++)
+		probe_smarthost(&p, &c->smarthosts[i], res + k);
+	probe_report(out, res, n, json);
+	fflush(out);
+	status = probe_usable(res, n) ? 0 : 1;
+	probe_teardown(&p);
+	free(res);
+	return status;
+}
+
+int probe_run(const struct config *c, bool json, FILE *out)
+{
+	struct sigaction ign, old;
+	size_t n = probe_count(c);
+	int status;
+
+	if (n == 0) {
+		fprintf(stderr, "no smarthost configured in %s\n", c->path ? c->path : "the config");
+		if (json)
+			fputs("[]\n", out);
+		return 1;
+	}
+	/* A server hanging up while we write must not kill the tool. */
+	memset(&ign, 0, sizeof(ign));
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGPIPE, &ign, &old);
+	status = probe_all(c, json, out, n);
+	sigaction(SIGPIPE, &old, NULL);
+	return status;
+}
