@@ -604,16 +604,16 @@ static int admin_test_submit(const struct admin *a, struct submit_params *p, con
 	char err[512];
 	int r;
 
-	if (!(p->queue = queue_open(a->conf->spool_dir, false, err, sizeof(err)))) {
-		snprintf(e->text, sizeof(e->text), "%s", err);
-		e->exit_code = errno == EACCES ? EX_TEMPFAIL : EX_CANTCREAT;
-		return -1;
-	}
 	p->handover = handoff_needed(a->conf->spool_dir);
 	if (p->handover && (p->handover_fd = handoff_memfd()) < 0) {
 		snprintf(e->text, sizeof(e->text), "memfd_create: %s", strerror(errno));
 		e->exit_code = EX_OSERR;
-		queue_close(p->queue);
+		return -1;
+	}
+	if (!p->handover &&
+	    !(p->queue = queue_open(a->conf->spool_dir, false, err, sizeof(err)))) {
+		snprintf(e->text, sizeof(e->text), "%s", err);
+		e->exit_code = errno == EACCES ? EX_TEMPFAIL : EX_CANTCREAT;
 		return -1;
 	}
 	r = (s = submit_begin(p, e)) ? submit_write(s, msg, strlen(msg), e) : -1;

@@ -409,6 +409,23 @@ class AdminTest(testlib.TestCase):
         self.assertIn(d.inst.conf.encode(), m["content"])
         d.wait_log(r"%s: to=<ops@example\.com>.*status=sent" % qid)
 
+    def test_send_test_unprivileged_through_handoff(self):
+        """nobody cannot write the maildrop: the message goes over the handoff
+        socket, and nobody may follow (show) a message it submitted."""
+        self.need_root()
+        fx = self.smarthost(rules={"rcpt": {"later@example.com": "451 4.2.0 mailbox busy"}})
+        d = self.daemon(self.config(fx))
+        rc, out, err = self.admin(d, "send-test", "--wait", "20", "later@example.com", nobody=True)
+        self.assertEqual(rc, 75, out + err)
+        qid = re.search(r"queued as (\S+)", out)
+        self.assertTrue(qid, out + err)
+        qid = qid.group(1)
+        self.assertIn("deferred: later@example.com: ", out)
+        rc, out, err = self.admin(d, "show", qid, nobody=True)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("Subject: smtprelay test from relay.test", out)
+        self.assertRegex(out, r"origin: .*, uid %d" % __import__("pwd").getpwnam("nobody").pw_uid)
+
     def test_send_test_deferred_and_bounced(self):
         fx = self.smarthost(rules={"rcpt": {"later@example.com": "451 4.2.0 mailbox busy",
                                             "bad@example.com": "550 5.1.1 no such user"}})
@@ -434,13 +451,26 @@ class AdminTest(testlib.TestCase):
         self.assertIn("smtprelayd is not running", out)
         self.assertEqual(len(d.inst.area_files("maildrop")), 2)
 
+    # ---- probe (frontend/probe.c) ----
+
+    def test_probe_dispatch(self):
+        fx = self.smarthost()
+        d = self.daemon(self.config(fx), start=False)
+        rc, out, err = self.admin(d, "probe")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("fx 127.0.0.1:%d/starttls: ok" % fx.ports["sub"], out)
+        rc, out, err = self.admin(d, "probe", "--json")
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual(json.loads(out)[0]["verdict"], "ok")
+
     # ---- usage ----
 
     def test_usage_errors(self):
         d = self.daemon(self.config(), start=False)
         for args in ([], ["bogus"], ["-x", "queue"], ["queue", "--bogus"], ["show"],
                      ["show", "a", "b"], ["delete"], ["flush", "now"], ["send-test"],
-                     ["send-test", "--wait", "x", "a@example.com"], ["status", "x"], ["-C"]):
+                     ["send-test", "--wait", "x", "a@example.com"], ["status", "x"], ["-C"],
+                     ["probe", "--bogus"]):
             with self.subTest(args=args):
                 rc, out, err = self.admin(d, *args)
                 self.assertEqual(rc, 64, (args, out, err))
