@@ -74,6 +74,8 @@ class AdminTest(testlib.TestCase):
         env = dict(os.environ)
         env.pop("SMTPRELAY_CONF", None)
         r = subprocess.run(cmd, capture_output=True, env=env, timeout=timeout)
+        for bad in (b"AddressSanitizer", b"LeakSanitizer", b"runtime error:"):
+            self.assertNotIn(bad, r.stderr, r.stderr.decode("utf-8", "replace"))
         return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
 
     def need_root(self):
