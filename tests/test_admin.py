@@ -120,7 +120,9 @@ class AdminTest(testlib.TestCase):
     # ---- queue ----
 
     def test_queue_json_and_text_with_partial_delivery(self):
-        fx = self.smarthost(rules={"rcpt": {"later@example.com": "451 4.2.0 mailbox busy"}})
+        # Quotes, a backslash and a tab in the reason: the JSON escapes them.
+        fx = self.smarthost(rules={"rcpt": {"later@example.com":
+                                            '451 4.2.0 mailbox busy "try" \\later\tplease'}})
         d = self.daemon(self.config(fx))
         self.send(d, "good@example.com", "later@example.com")
         fx.wait_messages(1)
@@ -146,6 +148,7 @@ class AdminTest(testlib.TestCase):
         self.assertEqual(later["state"], "deferred")
         self.assertEqual(later["attempts"], 1)
         self.assertIn("mailbox busy", later["last_reason"])
+        self.assertRegex(later["last_reason"], r'"try" \\later[\t ?]please')
         self.assertGreater(parse_time(later["next_attempt"]), parse_time(m["arrival"]))
         rc, out, err = self.admin(d, "queue")
         self.assertEqual(rc, 0, err)
