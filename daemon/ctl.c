@@ -23,6 +23,7 @@
 #include "frontend/mailq.h"
 #include "frontend/qjson.h"
 #include "lib/log.h"
+#include "lib/usock.h"
 
 #define CTL_RECENT 64		/* finished messages remembered for show/state */
 
@@ -713,27 +714,15 @@ static int ctl_clear_stale(const struct sockaddr_un *sun, char *err, size_t errl
 
 static int ctl_bind(struct ctl *c, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd;
+	struct sockaddr_un sun;
 
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s", queue_path(c->d->queue),
-	    CONTROL_SOCKET) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "%s: spool path too long for the control socket",
-		    queue_path(c->d->queue));
+	if (usock_addr(&sun, queue_path(c->d->queue), CONTROL_SOCKET, err, errlen) < 0)
 		return -1;
-	}
 	snprintf(c->path, sizeof(c->path), "%s", sun.sun_path);
 	if (ctl_clear_stale(&sun, err, errlen) < 0)
 		return -1;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    chmod(sun.sun_path, 0666) < 0 || listen(fd, 64) < 0) {
-		snprintf(err, errlen, "%s: %s", sun.sun_path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
+	/* Anyone may connect: requests are authorised by SO_PEERCRED. */
+	return usock_listen(&sun, 0666, err, errlen);
 }
 
 struct ctl *ctl_new(struct daemon *d, char *err, size_t errlen)

@@ -11,33 +11,22 @@
 #include <unistd.h>
 
 #include "lib/fsutil.h"
+#include "lib/usock.h"
 
 #define CONTROL_TIMEOUT 30
 
 static int control_connect(const char *spool_dir, char *err, size_t errlen, int *down)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = CONTROL_TIMEOUT };
+	struct sockaddr_un sun;
 	int fd;
 
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s", spool_dir,
-	    CONTROL_SOCKET) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "spool path too long for a socket: %s", spool_dir);
+	if (usock_addr(&sun, spool_dir, CONTROL_SOCKET, err, errlen) < 0)
 		return -1;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = usock_connect(&sun, CONTROL_TIMEOUT);
 	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -1;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		*down = errno == ENOENT || errno == ECONNREFUSED;
 		snprintf(err, errlen, "smtprelayd is not running (connect to %s: %s); "
 		    "queued mail goes out when it starts", sun.sun_path, strerror(errno));
-		close(fd);
-		return -1;
 	}
 	return fd;
 }
