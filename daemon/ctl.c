@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +17,15 @@
 #include <event2/listener.h>
 
 #include "daemon/pickup.h"
+#include "daemon/relay.h"
 #include "daemon/sched.h"
 #include "frontend/control.h"
+#include "frontend/mailq.h"
+#include "frontend/qjson.h"
 #include "lib/log.h"
+#include "lib/usock.h"
+
+#define CTL_RECENT 64		/* finished messages remembered for show/state */
 
 struct ctl_client {
 	struct ctl *ctl;
@@ -33,7 +40,18 @@ struct ctl {
 	struct daemon *d;
 	struct evconnlistener *lev;
 	struct ctl_client *clients;
+	time_t started;
+	struct q_envelope *recent[CTL_RECENT];	/* ring of finished messages */
+	size_t recent_next;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+/* A message found by id: where it is and what it is doing. */
+struct ctl_msg {
+	struct q_envelope *env;
+	bool owned;			/* env is ours to free (not a ring entry) */
+	enum q_area area;
+	const char *status;		/* queued, delivering, maildrop, finished */
 };
 
 static void ctl_client_free(struct ctl_client *cl)
@@ -59,27 +77,531 @@ static void ctl_answer(struct ctl_client *cl, const char *line)
 	bufferevent_disable(cl->bev, EV_READ);
 }
 
-static void ctl_request(struct ctl_client *cl, const char *req)
+static void ctl_answerf(struct ctl_client *cl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void ctl_answerf(struct ctl_client *cl, const char *fmt, ...)
+{
+	char line[CTL_LINE_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* One line whatever the text holds: the client reads up to the newline. */
+	for (char *p = line; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	ctl_answer(cl, line);
+}
+
+/* Data lines, each prefixed with a space so that no line of data can look
+ * like the final "ok"/"error" line.  -1 on ENOMEM. */
+static int ctl_data(struct ctl_client *cl, const char *text, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(cl->bev);
+	size_t pos = 0;
+
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+
+		if (evbuffer_add(out, " ", 1) < 0 || evbuffer_add(out, text + pos, n) < 0 ||
+		    evbuffer_add(out, "\n", 1) < 0)
+			return -1;
+		pos += n + (nl ? 1 : 0);
+	}
+	return 0;
+}
+
+/* Answers are composed in memory, then sent as data lines. */
+struct ctl_out {
+	FILE *f;
+	char *text;
+	size_t len;
+};
+
+static FILE *ctl_out_open(struct ctl_out *o)
+{
+	o->text = NULL;
+	o->len = 0;
+	o->f = open_memstream(&o->text, &o->len);
+	return o->f;
+}
+
+/* Send what was written and the final line; "error out of memory" when
+ * the text could not be built. */
+static void ctl_out_send(struct ctl_client *cl, struct ctl_out *o, const char *final)
+{
+	bool bad = fclose(o->f) != 0 || !o->text;
+
+	if (bad || ctl_data(cl, o->text, o->len) < 0)
+		ctl_answer(cl, "error out of memory");
+	else
+		ctl_answer(cl, final);
+	free(o->text);
+}
+
+/* Root and the daemon's own user may see and delete everything. */
+static bool ctl_privileged(const struct ctl_client *cl)
+{
+	return cl->uid == 0 || cl->uid == getuid();
+}
+
+/* ---- finished messages ---- */
+
+static int ctl_copy_rcpt(struct q_rcpt *to, const struct q_rcpt *from)
+{
+	to->state = from->state;
+	to->attempts = from->attempts;
+	to->next_attempt = from->next_attempt;
+	to->last_attempt = from->last_attempt;
+	to->addr = strdup(from->addr);
+	to->last_reason = from->last_reason ? strdup(from->last_reason) : NULL;
+	return to->addr && (to->last_reason || !from->last_reason) ? 0 : -1;
+}
+
+/* What show and state need of a message that left the queue. */
+static struct q_envelope *ctl_env_copy(const struct q_envelope *env)
+{
+	struct q_envelope *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	memcpy(c->id, env->id, sizeof(c->id));
+	c->arrival_us = env->arrival_us;
+	c->size = env->size;
+	c->uid = env->uid;
+	c->sender = strdup(env->sender);
+	c->origin = env->origin ? strdup(env->origin) : NULL;
+	c->rcpts = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*c->rcpts));
+	if (!c->sender || !c->rcpts || (env->origin && !c->origin)) {
+		q_envelope_free(c);
+		return NULL;
+	}
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		c->nrcpts++;
+		if (ctl_copy_rcpt(&c->rcpts[i], &env->rcpts[i]) < 0) {
+			q_envelope_free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+static void ctl_finished(void *arg, const struct q_envelope *env)
+{
+	struct ctl *c = arg;
+	struct q_envelope *copy = ctl_env_copy(env);
+
+	if (!copy)
+		return;
+	q_envelope_free(c->recent[c->recent_next]);
+	c->recent[c->recent_next] = copy;
+	c->recent_next = (c->recent_next + 1) % CTL_RECENT;
+}
+
+static struct q_envelope *ctl_recent(struct ctl *c, const char *id)
+{
+	for (size_t i = 0; i < CTL_RECENT; i++)
+		if (c->recent[i] && strcmp(c->recent[i]->id, id) == 0)
+			return c->recent[i];
+	return NULL;
+}
+
+/* ---- finding a message ---- */
+
+/* 0 found, -1 unknown (errno ENOENT) or unreadable (message in err). */
+static int ctl_find(struct ctl *c, const char *id, struct ctl_msg *m, char *err, size_t errlen)
+{
+	struct daemon *d = c->d;
+
+	memset(m, 0, sizeof(*m));
+	snprintf(err, errlen, "%s: no such message in the queue", id);
+	if (!queue_id_valid(id)) {
+		errno = ENOENT;
+		return -1;
+	}
+	m->owned = true;
+	for (int a = 0; a < 2; a++) {
+		m->area = a == 0 ? Q_QUEUE : Q_MAILDROP;
+		if (queue_read(d->queue, m->area, id, &m->env, err, errlen) == 0) {
+			m->status = m->area == Q_MAILDROP ? "maildrop" :
+			    d->sched && sched_busy(d->sched, id) ? "delivering" : "queued";
+			return 0;
+		}
+		if (errno != ENOENT)
+			return -1;
+		snprintf(err, errlen, "%s: no such message in the queue", id);
+	}
+	m->owned = false;
+	if ((m->env = ctl_recent(c, id))) {
+		m->status = "finished";
+		return 0;
+	}
+	errno = ENOENT;
+	return -1;
+}
+
+static void ctl_msg_free(struct ctl_msg *m)
+{
+	if (m->owned)
+		q_envelope_free(m->env);
+	m->env = NULL;
+}
+
+/* show and state: root, the service user, and the submitter. */
+static bool ctl_may_read(const struct ctl_client *cl, const struct q_envelope *env)
+{
+	return ctl_privileged(cl) || (env->uid >= 0 && (uid_t)env->uid == cl->uid);
+}
+
+/* Look up ID for a reader; on failure the answer is sent and -1 returned. */
+static int ctl_find_for(struct ctl_client *cl, const char *id, struct ctl_msg *m)
+{
+	char err[512];
+
+	if (ctl_find(cl->ctl, id, m, err, sizeof(err)) < 0) {
+		ctl_answerf(cl, "error %s", err);
+		return -1;
+	}
+	if (!ctl_may_read(cl, m->env)) {
+		ctl_msg_free(m);
+		ctl_answerf(cl, "error permission denied: only root, %s and the sender's user may "
+		    "see a message", cl->ctl->d->conf->user);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- requests ---- */
+
+static bool ctl_busy_cb(void *arg, const char *id)
+{
+	struct daemon *d = arg;
+
+	return d->sched && sched_busy(d->sched, id);
+}
+
+static void ctl_flush(struct ctl_client *cl, const char *arg)
 {
 	struct daemon *d = cl->ctl->d;
-	char line[128];
+	size_t n;
+
+	(void)arg;
+	if (d->pickup)
+		pickup_scan(d->pickup);
+	n = d->sched ? sched_flush(d->sched) : 0;
+	log_info("flush requested (uid %ld): %zu message%s", (long)cl->uid, n, n == 1 ? "" : "s");
+	ctl_answerf(cl, "ok flushing %zu message%s", n, n == 1 ? "" : "s");
+}
+
+static void ctl_ping(struct ctl_client *cl, const char *arg)
+{
+	(void)arg;
+	ctl_answer(cl, "ok smtprelayd " PACKAGE_VERSION);
+}
+
+static void ctl_queue(struct ctl_client *cl, const char *arg)
+{
+	struct daemon *d = cl->ctl->d;
+	bool json = strcmp(arg, "json") == 0;
+	struct ctl_out o;
+	char err[512];
+	int r;
+
+	if (*arg && !json) {
+		ctl_answer(cl, "error usage: queue [json]");
+		return;
+	}
+	if (!ctl_out_open(&o)) {
+		ctl_answer(cl, "error out of memory");
+		return;
+	}
+	r = json ? qjson_print(d->queue, o.f, err, sizeof(err)) :
+	    mailq_print_active(d->queue, o.f, ctl_busy_cb, d, err, sizeof(err));
+	if (r < 0) {
+		fclose(o.f);
+		free(o.text);
+		ctl_answerf(cl, "error %s", err);
+		return;
+	}
+	ctl_out_send(cl, &o, "ok");
+}
+
+static void ctl_show(struct ctl_client *cl, const char *id)
+{
+	struct ctl_msg m;
+	struct ctl_out o;
+	bool gone;
+
+	if (ctl_find_for(cl, id, &m) < 0)
+		return;
+	if (!ctl_out_open(&o)) {
+		ctl_msg_free(&m);
+		ctl_answer(cl, "error out of memory");
+		return;
+	}
+	gone = strcmp(m.status, "finished") == 0;
+	mailq_show(o.f, m.env, m.status, gone ? NULL : cl->ctl->d->queue, m.area);
+	ctl_msg_free(&m);
+	ctl_out_send(cl, &o, "ok");
+}
+
+/* Machine-readable state of one message (smtprelay send-test polls it):
+ * "status S", then per recipient "rcpt STATE ATTEMPTS ADDRESS" and,
+ * when there is one, "reason TEXT". */
+static void ctl_state(struct ctl_client *cl, const char *id)
+{
+	struct ctl_msg m;
+	struct ctl_out o;
+
+	if (ctl_find_for(cl, id, &m) < 0)
+		return;
+	if (!ctl_out_open(&o)) {
+		ctl_msg_free(&m);
+		ctl_answer(cl, "error out of memory");
+		return;
+	}
+	fprintf(o.f, "status %s\n", m.status);
+	for (size_t i = 0; i < m.env->nrcpts; i++) {
+		const struct q_rcpt *r = &m.env->rcpts[i];
+
+		fprintf(o.f, "rcpt %s %u %s\n", q_state_name(r->state), r->attempts, r->addr);
+		if (r->last_reason)
+			fprintf(o.f, "reason %s\n", r->last_reason);
+	}
+	ctl_msg_free(&m);
+	ctl_out_send(cl, &o, "ok");
+}
+
+enum ctl_del { CTL_DEL_DONE, CTL_DEL_LATER, CTL_DEL_UNKNOWN, CTL_DEL_ERROR };
+
+static enum ctl_del ctl_delete_queued(struct daemon *d, const char *id, long uid, char *err,
+    size_t errlen)
+{
+	int fd = queue_lock(d->queue, id);
+
+	if (fd < 0 && errno == ENOENT)
+		return CTL_DEL_UNKNOWN;
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", id, errno == EWOULDBLOCK ?
+		    "being worked on by another process; try again" : strerror(errno));
+		sched_know(d->sched, id);
+		return CTL_DEL_ERROR;
+	}
+	if (queue_remove(d->queue, Q_QUEUE, id) < 0) {
+		snprintf(err, errlen, "%s: cannot remove: %s", id, strerror(errno));
+		close(fd);
+		sched_know(d->sched, id);
+		return CTL_DEL_ERROR;
+	}
+	close(fd);
+	log_info("%s: removed by uid %ld", id, uid);
+	return CTL_DEL_DONE;
+}
+
+/* A message in delivery goes when that delivery ends (the scheduler
+ * removes it then: nothing is written back and no DSN is sent). */
+static enum ctl_del ctl_delete_one(struct daemon *d, const char *id, long uid, char *err,
+    size_t errlen)
+{
+	enum ctl_del r;
+
+	snprintf(err, errlen, "%s: no such message in the queue", id);
+	if (!queue_id_valid(id))
+		return CTL_DEL_UNKNOWN;
+	if (d->sched && sched_cancel(d->sched, id, uid) == 1) {
+		log_info("%s: removal requested by uid %ld: after the delivery in progress", id, uid);
+		return CTL_DEL_LATER;
+	}
+	r = ctl_delete_queued(d, id, uid, err, errlen);
+	if (r != CTL_DEL_UNKNOWN)
+		return r;
+	/* Not picked up yet (the daemon owns maildrop/, sticky or not). */
+	if (queue_remove(d->queue, Q_MAILDROP, id) == 0) {
+		log_info("%s: removed by uid %ld", id, uid);
+		return CTL_DEL_DONE;
+	}
+	if (errno != ENOENT) {
+		snprintf(err, errlen, "%s: cannot remove: %s", id, strerror(errno));
+		return CTL_DEL_ERROR;
+	}
+	return CTL_DEL_UNKNOWN;
+}
+
+static void ctl_delete_area(struct daemon *d, enum q_area area, long uid, size_t count[4])
+{
+	char (*ids)[QID_SIZE] = NULL, err[512];
+	int n = queue_scan(d->queue, area, &ids, 0);
+
+	for (int i = 0; i < n; i++) {
+		enum ctl_del r = ctl_delete_one(d, ids[i], uid, err, sizeof(err));
+
+		if (r == CTL_DEL_ERROR)
+			log_warn("delete: %s", err);
+		count[r]++;
+	}
+	free(ids);
+}
+
+static void ctl_delete_all(struct ctl_client *cl)
+{
+	size_t count[4] = { 0 };
+
+	ctl_delete_area(cl->ctl->d, Q_QUEUE, (long)cl->uid, count);
+	ctl_delete_area(cl->ctl->d, Q_MAILDROP, (long)cl->uid, count);
+	if (count[CTL_DEL_ERROR])
+		ctl_answerf(cl, "error %zu removed, %zu after their delivery ends, %zu could not be "
+		    "removed (see the log)", count[CTL_DEL_DONE], count[CTL_DEL_LATER],
+		    count[CTL_DEL_ERROR]);
+	else
+		ctl_answerf(cl, "ok %zu message%s removed, %zu more when their delivery ends",
+		    count[CTL_DEL_DONE], count[CTL_DEL_DONE] == 1 ? "" : "s", count[CTL_DEL_LATER]);
+}
+
+static void ctl_delete(struct ctl_client *cl, const char *arg)
+{
+	char err[512];
+
+	if (!ctl_privileged(cl)) {
+		ctl_answerf(cl, "error permission denied: only root or %s may delete mail",
+		    cl->ctl->d->conf->user);
+		return;
+	}
+	if (!*arg) {
+		ctl_answer(cl, "error usage: delete ID|all");
+		return;
+	}
+	if (strcmp(arg, "all") == 0) {
+		ctl_delete_all(cl);
+		return;
+	}
+	switch (ctl_delete_one(cl->ctl->d, arg, (long)cl->uid, err, sizeof(err))) {
+	case CTL_DEL_DONE:
+		ctl_answerf(cl, "ok %s: removed", arg);
+		break;
+	case CTL_DEL_LATER:
+		ctl_answerf(cl, "ok %s: in delivery: removed when the delivery in progress ends", arg);
+		break;
+	default:
+		ctl_answerf(cl, "error %s", err);
+		break;
+	}
+}
+
+/* ---- status ---- */
+
+static void ctl_duration(FILE *f, time_t secs)
+{
+	long d = (long)(secs / 86400), h = (long)(secs / 3600 % 24), m = (long)(secs / 60 % 60);
+
+	if (d)
+		fprintf(f, "%ldd ", d);
+	if (d || h)
+		fprintf(f, "%ldh ", h);
+	if (d || h || m)
+		fprintf(f, "%ldm ", m);
+	fprintf(f, "%lds", (long)(secs % 60));
+}
+
+static void ctl_time(FILE *f, const char *label, time_t t)
+{
+	char buf[40];
+
+	if (t <= 0) {
+		fprintf(f, "%snever\n", label);
+		return;
+	}
+	qjson_rfc3339(t, buf, sizeof(buf));
+	fprintf(f, "%s%s\n", label, buf);
+}
+
+static const char *ctl_sh_host(const struct config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nsmarthosts; i++)
+		if (strcmp(c->smarthosts[i].name, name) == 0)
+			return c->smarthosts[i].host;
+	return "?";
+}
+
+static void ctl_status_smarthosts(FILE *f, struct daemon *d)
+{
+	struct relay_smarthost_status st[16];
+	size_t n = d->relay && d->conf->nsmarthosts ? relay_status(d->relay, st, 16) : 0;
+
+	if (n == 0)
+		fputs("smarthosts: none configured (mail stays queued)\n", f);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "smarthost %s: %s, port %s, %u connection%s, ", st[i].name,
+		    ctl_sh_host(d->conf, st[i].name), st[i].port ? st[i].port : "-",
+		    st[i].connections, st[i].connections == 1 ? "" : "s");
+		if (st[i].rate_per_sec > 0)
+			fprintf(f, "rate %.2f/s\n", st[i].rate_per_sec);
+		else
+			fputs("rate unlimited\n", f);
+		ctl_time(f, "  last success: ", st[i].last_success);
+		if (st[i].last_error[0])
+			fprintf(f, "  last error: %s\n", st[i].last_error);
+		if (st[i].last_error[0])
+			ctl_time(f, "  last error at: ", st[i].last_error_time);
+		if (st[i].held_until > 0)
+			ctl_time(f, "  held until: ", st[i].held_until);
+	}
+}
+
+static void ctl_status(struct ctl_client *cl, const char *arg)
+{
+	struct ctl *c = cl->ctl;
+	struct daemon *d = c->d;
+	struct mailq_counts k;
+	struct ctl_out o;
+	char err[512];
+
+	(void)arg;
+	if (!ctl_out_open(&o)) {
+		ctl_answer(cl, "error out of memory");
+		return;
+	}
+	fprintf(o.f, "pid: %ld\nversion: %s\n", (long)getpid(), PACKAGE_VERSION);
+	ctl_time(o.f, "started: ", c->started);
+	fputs("uptime: ", o.f);
+	ctl_duration(o.f, time(NULL) - c->started);
+	fprintf(o.f, "\nconfig: %s\nspool: %s\n", d->conf->path, queue_path(d->queue));
+	if (mailq_count(d->queue, ctl_busy_cb, d, &k, err, sizeof(err)) == 0)
+		mailq_counts_print(o.f, &k);
+	else
+		fprintf(o.f, "queue: %s\n", err);
+	fputs("listen:", o.f);
+	for (size_t i = 0; i < d->conf->nlisten; i++)
+		fprintf(o.f, "%s%s", i ? ", " : " ", d->conf->listen[i].spec);
+	fputs(d->conf->nlisten ? "\n" : " none\n", o.f);
+	ctl_status_smarthosts(o.f, d);
+	ctl_out_send(cl, &o, "ok");
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(struct ctl_client *cl, const char *arg);
+} ctl_cmds[] = {
+	{ "ping", ctl_ping }, { "flush", ctl_flush }, { "queue", ctl_queue },
+	{ "show", ctl_show }, { "state", ctl_state }, { "delete", ctl_delete },
+	{ "status", ctl_status },
+};
+
+static void ctl_request(struct ctl_client *cl, const char *req)
+{
+	size_t n = strcspn(req, " ");
+	const char *arg = req[n] ? req + n + 1 : "";
 
 	log_debug("control: \"%s\" from uid %ld pid %ld", req, (long)cl->uid, (long)cl->pid);
-	if (strcmp(req, "flush") == 0) {
-		size_t n;
-
-		if (d->pickup)
-			pickup_scan(d->pickup);
-		n = d->sched ? sched_flush(d->sched) : 0;
-		snprintf(line, sizeof(line), "ok flushing %zu message%s", n, n == 1 ? "" : "s");
-		log_info("flush requested (uid %ld): %zu message%s", (long)cl->uid, n,
-		    n == 1 ? "" : "s");
-		ctl_answer(cl, line);
-	} else if (strcmp(req, "ping") == 0) {
-		ctl_answer(cl, "ok smtprelayd " PACKAGE_VERSION);
-	} else {
-		ctl_answer(cl, "error unknown request");
+	for (size_t i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++) {
+		if (strlen(ctl_cmds[i].name) == n && strncmp(req, ctl_cmds[i].name, n) == 0) {
+			ctl_cmds[i].fn(cl, arg);
+			return;
+		}
 	}
+	ctl_answer(cl, "error unknown request");
 }
 
 static void ctl_read_cb(struct bufferevent *bev, void *arg)
@@ -192,27 +714,15 @@ static int ctl_clear_stale(const struct sockaddr_un *sun, char *err, size_t errl
 
 static int ctl_bind(struct ctl *c, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd;
+	struct sockaddr_un sun;
 
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s", queue_path(c->d->queue),
-	    CONTROL_SOCKET) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "%s: spool path too long for the control socket",
-		    queue_path(c->d->queue));
+	if (usock_addr(&sun, queue_path(c->d->queue), CONTROL_SOCKET, err, errlen) < 0)
 		return -1;
-	}
 	snprintf(c->path, sizeof(c->path), "%s", sun.sun_path);
 	if (ctl_clear_stale(&sun, err, errlen) < 0)
 		return -1;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    chmod(sun.sun_path, 0666) < 0 || listen(fd, 64) < 0) {
-		snprintf(err, errlen, "%s: %s", sun.sun_path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
+	/* Anyone may connect: requests are authorised by SO_PEERCRED. */
+	return usock_listen(&sun, 0666, err, errlen);
 }
 
 struct ctl *ctl_new(struct daemon *d, char *err, size_t errlen)
@@ -225,6 +735,7 @@ struct ctl *ctl_new(struct daemon *d, char *err, size_t errlen)
 		return NULL;
 	}
 	c->d = d;
+	c->started = time(NULL);
 	if ((fd = ctl_bind(c, err, errlen)) < 0) {
 		free(c);
 		return NULL;
@@ -237,6 +748,8 @@ struct ctl *ctl_new(struct daemon *d, char *err, size_t errlen)
 		free(c);
 		return NULL;
 	}
+	if (d->sched)
+		sched_set_finished(d->sched, ctl_finished, c);
 	return c;
 }
 
@@ -247,6 +760,10 @@ void ctl_free(struct ctl *c)
 	evconnlistener_free(c->lev);
 	while (c->clients)
 		ctl_client_free(c->clients);
+	if (c->d->sched)
+		sched_set_finished(c->d->sched, NULL, NULL);
+	for (size_t i = 0; i < CTL_RECENT; i++)
+		q_envelope_free(c->recent[i]);
 	unlink(c->path);
 	free(c);
 }

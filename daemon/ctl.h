@@ -1,9 +1,24 @@
 /* The daemon side of the control socket SPOOL/public/control (mode 0666).
  *
- * A client sends one request line; the daemon answers with lines, the last
- * one "ok ..." or "error ...", and closes.  Requests: "flush" (retry the
- * queue now), "ping".  The peer's credentials (SO_PEERCRED) are recorded
- * for requests that will need authorization.
+ * A client sends one request line; the daemon answers with data lines, each
+ * starting with one space, then one final line "ok ..." or "error ...", and
+ * closes (frontend/control.h is the client).  Requests:
+ *   ping            "ok smtprelayd VERSION"
+ *   flush           retry the queue now
+ *   queue           mailq text ('*' after the id of a message in delivery)
+ *   queue json      the queue as JSON (frontend/qjson.h)
+ *   status          "key: value" lines: pid, version, started, uptime, config,
+ *                   spool, queue and recipient counts, listen, each smarthost
+ *   show ID         envelope, recipients' state, header section
+ *   state ID        "status queued|delivering|maildrop|finished", then per
+ *                   recipient "rcpt STATE ATTEMPTS ADDRESS" and optionally
+ *                   "reason TEXT" (for send-test; the last CTL_RECENT
+ *                   finished messages are remembered)
+ *   delete ID|all   remove messages ("ID: removed by uid N" is logged); a
+ *                   message in delivery is removed when that delivery ends
+ * Authorization by the peer's credentials (SO_PEERCRED): anyone may ping,
+ * flush, list and ask for status; delete needs uid 0 or the daemon's own
+ * uid; show and state need that or the uid that submitted the message.
  */
 #ifndef SMTPRELAY_CTL_H
 #define SMTPRELAY_CTL_H

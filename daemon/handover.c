@@ -16,6 +16,7 @@
 #include "daemon/sched.h"
 #include "frontend/handoff.h"
 #include "lib/log.h"
+#include "lib/usock.h"
 
 #define HANDOVER_TIMEOUT 10
 
@@ -150,26 +151,14 @@ static void handover_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 
 static int handover_bind(struct handover *h, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd;
+	struct sockaddr_un sun;
 
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s",
-	    queue_path(h->d->queue), HANDOFF_SOCKET) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "%s: spool path too long for a socket", queue_path(h->d->queue));
+	if (usock_addr(&sun, queue_path(h->d->queue), HANDOFF_SOCKET, err, errlen) < 0)
 		return -1;
-	}
 	snprintf(h->path, sizeof(h->path), "%s", sun.sun_path);
 	/* The control socket already proved no other daemon runs on this spool. */
 	unlink(sun.sun_path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    chmod(sun.sun_path, 0666) < 0 || listen(fd, 64) < 0) {
-		snprintf(err, errlen, "%s: %s", sun.sun_path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
+	return usock_listen(&sun, 0666, err, errlen);
 }
 
 struct handover *handover_new(struct daemon *d, char *err, size_t errlen)

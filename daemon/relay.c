@@ -257,6 +257,16 @@ static void relay_outcome(struct relay_msg *m, struct relay_rcpt *rr, enum q_rcp
 	rr->reason = strdup(reason ? reason : "");
 	m->nopen--;
 	relay_log_outcome(m, rr, relay, tls);
+	/* Kept as the recipient's last_reason: `smtprelay send-test` and
+	 * `show` report where a delivered message went. */
+	if (st == Q_DELIVERED && rr->reason) {
+		char *via = NULL;
+
+		if (asprintf(&via, "%.300s (%.500s)", relay, rr->reason) >= 0) {
+			free(rr->reason);
+			rr->reason = via;
+		}
+	}
 }
 
 /* Every recipient has an outcome: write them into env, report from the loop. */
@@ -271,11 +281,8 @@ static void relay_complete(struct relay_msg *m)
 
 		qr->state = rr->state;
 		free(qr->last_reason);
-		qr->last_reason = NULL;
-		if (rr->state != Q_DELIVERED) {
-			qr->last_reason = rr->reason;
-			rr->reason = NULL;
-		}
+		qr->last_reason = rr->reason;
+		rr->reason = NULL;
 		qr->last_attempt = now;
 		qr->attempts++;
 	}

@@ -19,6 +19,8 @@ struct sched_msg {
 	time_t due;
 	bool busy;
 	bool forced;			/* flushed: ignore the recipients' next_attempt */
+	bool cancelled;			/* deleted while in delivery: remove when done */
+	long cancel_uid;
 };
 
 struct sched_job {
@@ -39,6 +41,8 @@ struct sched {
 	size_t inflight;
 	struct sched_job *jobs;
 	bool stopped;
+	sched_finished_fn finished;
+	void *finished_ctx;
 };
 
 /* ---- pure policy ---- */
@@ -302,18 +306,39 @@ static void sched_bounce(struct sched *s, struct sched_job *j, bool *failed, tim
 	}
 }
 
+/* Deleted during its delivery (sched_cancel): no state, no DSN, just gone. */
+static void sched_cancelled_done(struct sched *s, struct sched_job *j, long uid)
+{
+	const char *id = j->env->id;
+
+	if (queue_remove(s->d->queue, Q_QUEUE, id) < 0 && errno != ENOENT)
+		log_err("%s: cannot remove from the queue: %s", id, strerror(errno));
+	else
+		log_info("%s: removed by uid %ld", id, uid);
+	sched_drop(s, id);
+	s->inflight--;
+	sched_job_free(j);
+	sched_arm(s);
+}
+
 static void sched_done(struct q_envelope *env, void *arg)
 {
 	struct sched_job *j = arg;
 	struct sched *s = j->s;
 	const struct config *c = s->d->conf;
 	struct sched_policy pol = { c->retry_min, c->retry_max, c->queue_lifetime };
-	struct sched_msg *m;
+	struct sched_msg *m = sched_lookup(s, env->id);
 	time_t now = time(NULL), due;
 	char err[512];
-	bool *failed = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*failed));
-	int nfailed = failed ? sched_apply(env, j->prev, &pol, now, failed) : -1;
+	bool *failed;
+	int nfailed;
 
+	if (m && m->cancelled) {
+		sched_cancelled_done(s, j, m->cancel_uid);
+		return;
+	}
+	failed = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*failed));
+	nfailed = failed ? sched_apply(env, j->prev, &pol, now, failed) : -1;
 	if (nfailed < 0) {
 		/* No DSN without memory: recipients that just failed wait to fail again. */
 		log_err("%s: out of memory updating the recipients' state", env->id);
@@ -328,6 +353,8 @@ static void sched_done(struct q_envelope *env, void *arg)
 		log_err("%s: %s", env->id, err);
 		due = now + SCHED_ERROR_RETRY;
 	} else if (due < 0) {
+		if (s->finished)
+			s->finished(s->finished_ctx, env);
 		sched_finish(s, env->id);
 	}
 	if ((m = sched_lookup(s, env->id))) {
@@ -592,4 +619,32 @@ size_t sched_count(const struct sched *s)
 size_t sched_inflight(const struct sched *s)
 {
 	return s->inflight;
+}
+
+bool sched_busy(const struct sched *s, const char *id)
+{
+	size_t pos;
+
+	return sched_find(s, id, &pos) && s->msgs[pos].busy;
+}
+
+int sched_cancel(struct sched *s, const char *id, long uid)
+{
+	size_t pos;
+
+	if (!sched_find(s, id, &pos))
+		return 0;
+	if (s->msgs[pos].busy) {
+		s->msgs[pos].cancelled = true;
+		s->msgs[pos].cancel_uid = uid;
+		return 1;
+	}
+	sched_drop(s, id);
+	return 0;
+}
+
+void sched_set_finished(struct sched *s, sched_finished_fn fn, void *ctx)
+{
+	s->finished = fn;
+	s->finished_ctx = ctx;
 }

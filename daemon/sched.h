@@ -43,6 +43,19 @@ void sched_stop(struct sched *s);
 size_t sched_count(const struct sched *s);
 size_t sched_inflight(const struct sched *s);
 
+/* For the control socket (smtprelay queue/show/delete). */
+/* true while the message is handed to the deliverer. */
+bool sched_busy(const struct sched *s, const char *id);
+/* Forget a message being deleted by uid.  0: not in delivery (dropped from
+ * the index, the caller removes its files); 1: in delivery: it is removed
+ * when that delivery ends (no state written, no DSN) with the log line
+ * "ID: removed by uid N". */
+int sched_cancel(struct sched *s, const char *id, long uid);
+/* Called with each message whose every recipient is done, just before it
+ * leaves the queue. */
+typedef void (*sched_finished_fn)(void *ctx, const struct q_envelope *env);
+void sched_set_finished(struct sched *s, sched_finished_fn fn, void *ctx);
+
 /* Pure policy, unit-tested. */
 struct sched_policy {
 	unsigned retry_min;

@@ -12,6 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "lib/usock.h"
+
 #define HANDOFF_TIMEOUT 60
 
 bool handoff_needed(const char *spool_dir)
@@ -32,29 +34,16 @@ int handoff_memfd(void)
 
 static int handoff_connect(const char *spool_dir, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = HANDOFF_TIMEOUT };
+	struct sockaddr_un sun;
 	int s;
 
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s", spool_dir,
-	    HANDOFF_SOCKET) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "spool path too long for a socket: %s", spool_dir);
+	if (usock_addr(&sun, spool_dir, HANDOFF_SOCKET, err, errlen) < 0)
 		return -1;
-	}
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -1;
-	}
-	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(s, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+	s = usock_connect(&sun, HANDOFF_TIMEOUT);
+	if (s < 0)
 		snprintf(err, errlen, "the maildrop is not writable (sendmail lacks its setgid "
 		    "privilege, e.g. under NoNewPrivileges) and smtprelayd does not answer on %s: %s",
 		    sun.sun_path, strerror(errno));
-		close(s);
-		return -1;
-	}
 	return s;
 }
 

@@ -237,17 +237,37 @@ static struct queue *sendmail_queue(const struct config *c, bool write)
 	return q;
 }
 
+/* The running daemon lists the queue for those who cannot read the spool
+ * (Postfix's showq).  -1 when it does not answer. */
+static int sendmail_print_daemon(const struct config *c)
+{
+	char status[512], err[512];
+
+	if (control_query(c->spool_dir, "queue", stdout, status, sizeof(status), err,
+	    sizeof(err)) != CONTROL_OK)
+		return -1;
+	return fflush(stdout) == 0 ? EX_OK : EX_IOERR;
+}
+
 static int sendmail_print(const struct sendmail_opts *o, struct config *c)
 {
 	char err[512];
 	struct queue *q;
-	int r;
+	int r, saved;
 
 	(void)o;
 	priv_drop();
-	q = sendmail_queue(c, false);
+	q = queue_open(c->spool_dir, false, err, sizeof(err));
+	if (!q && errno == EACCES && (r = sendmail_print_daemon(c)) >= 0)
+		return r;
+	if (!q)
+		q = sendmail_queue(c, false);
 	r = mailq_print(q, stdout, err, sizeof(err));
+	saved = errno;
 	queue_close(q);
+	if (r < 0 && saved == EACCES && (r = sendmail_print_daemon(c)) >= 0)
+		return r;
+	errno = saved;
 	if (r < 0) {
 		fprintf(stderr, "%s: fatal: %s%s\n", sendmail_prog, err,
 		    errno == EACCES ? " (run as root or as the " SMTPRELAY_USER " user)" : "");

@@ -4,7 +4,6 @@ STARTTLS and implicit TLS."""
 import base64
 import json
 import os
-import select
 import shutil
 import signal
 import socket
@@ -17,6 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import BUILD, SRC  # noqa: E402
+from testlib import free_port, read_line  # noqa: E402
 
 DRIVER = os.path.join(BUILD, "tests", "conn-driver")
 PASSWORD = "s3cret-Pa55-word"
@@ -30,28 +30,6 @@ PORTS = [
     {"name": "untrusted", "mode": "starttls", "cert": "untrusted"},
     {"name": "tls12", "mode": "tls", "max_tls": "1.2"},
 ]
-
-
-def free_port():
-    """A loopback port nobody listens on."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def read_line(proc, deadline):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
-            raise RuntimeError("smarthost did not start")
-        ch = os.read(proc.stdout.fileno(), 1)
-        if not ch:
-            raise RuntimeError("smarthost exited")
-        buf += ch
-    return buf.decode()
 
 
 class ScriptServer(threading.Thread):

@@ -3,11 +3,8 @@ pickup, delivery, retries, DSNs, expiry, crash safety, flush, reload, stop."""
 import base64
 import email
 import email.policy
-import glob
-import json
 import os
 import pwd
-import select
 import shutil
 import signal
 import smtplib
@@ -25,64 +22,8 @@ SRC = testlib.SRC
 PASSWORD = "Pa55-w0rd-n0t-in-l0gs"
 
 
-def read_line(proc, deadline):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
-            raise RuntimeError("smarthost did not start")
-        ch = os.read(proc.stdout.fileno(), 1)
-        if not ch:
-            raise RuntimeError("smarthost exited")
-        buf += ch
-    return buf.decode()
-
-
-class Smarthost:
-    def __init__(self, base, certs, ports, rules=None):
-        self.out = os.path.join(base, "fx-out")
-        spec = {"certs": certs, "outdir": self.out, "users": {"user": PASSWORD},
-                "ports": ports, "rules": rules or {}}
-        path = os.path.join(base, "fx-spec.json")
-        with open(path, "w") as f:
-            json.dump(spec, f)
-        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests", "smarthost.py"), path],
-                                     stdout=subprocess.PIPE)
-        try:
-            self.ports = json.loads(read_line(self.proc, time.monotonic() + 20))["ports"]
-        except Exception:
-            self.stop()
-            raise
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-
-    def events(self):
-        path = os.path.join(self.out, "events.jsonl")
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-    def messages(self):
-        msgs = []
-        for p in sorted(glob.glob(os.path.join(self.out, "[0-9]*.json"))):
-            with open(p) as f:
-                m = json.load(f)
-            m["content"] = base64.b64decode(m["data"])
-            msgs.append(m)
-        return msgs
-
-    def wait_messages(self, n, timeout=20):
-        return wait_for(lambda: len(self.messages()) >= n and self.messages(), timeout,
-                        "%d message(s) at the smarthost" % n)
+def Smarthost(*a, **kw):
+    return testlib.Smarthost(*a, password=PASSWORD, **kw)
 
 
 class DaemonTest(testlib.TestCase):

@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import re
-import select
 import shlex
 import shutil
 import signal
@@ -21,6 +20,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import BUILD, SRC  # noqa: E402
+from testlib import free_port, read_line  # noqa: E402
 
 PROBE = os.path.join(BUILD, "smtprelay-probe")
 WRAPPER = shlex.split(os.environ.get("PROBE_WRAPPER", ""))
@@ -37,28 +37,6 @@ PORTS = [
 ]
 KEYS = {"smarthost", "host", "port", "mode", "verdict", "detail", "tls_version", "cipher",
         "auth_mechanisms", "elapsed_ms"}
-
-
-def free_port():
-    """A loopback port nobody listens on."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def read_line(proc, deadline):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
-            raise RuntimeError("smarthost did not start")
-        ch = os.read(proc.stdout.fileno(), 1)
-        if not ch:
-            raise RuntimeError("smarthost exited")
-        buf += ch
-    return buf.decode()
 
 
 def tls_bytes_server():

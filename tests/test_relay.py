@@ -3,14 +3,8 @@ against the real test smarthost (tests/smarthost.py): TLS modes, port
 fallback and the sticky port, smarthost failover, per-recipient results,
 connection reuse and limits, rate limit, throttling, password_command, and
 no credentials on plain ports or in logs."""
-import glob
-import json
 import os
-import re
-import select
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +13,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import BUILD, SRC  # noqa: E402
+import testlib  # noqa: E402
+from testlib import free_port  # noqa: E402
 
 DRIVER = os.path.join(BUILD, "tests", "relay-driver")
 # e.g. RELAY_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full"
@@ -28,69 +24,8 @@ PASSWORD = "Rel4y-s3cret-pw"
 CONTENT = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
 
 
-def free_port():
-    """A loopback port nobody listens on (connections are refused)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def read_line(proc, deadline):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
-            raise RuntimeError("smarthost did not start")
-        ch = os.read(proc.stdout.fileno(), 1)
-        if not ch:
-            raise RuntimeError("smarthost exited")
-        buf += ch
-    return buf.decode()
-
-
-class Smarthost:
-    """One tests/smarthost.py process with its own ports, rules and records."""
-
-    def __init__(self, base, certs, ports, rules=None, name="fx"):
-        self.out = os.path.join(base, name + "-out")
-        spec = {"certs": certs, "outdir": self.out, "users": {"user": PASSWORD},
-                "ports": ports, "rules": rules or {}}
-        path = os.path.join(base, name + "-spec.json")
-        with open(path, "w") as f:
-            json.dump(spec, f)
-        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests", "smarthost.py"),
-                                      path], stdout=subprocess.PIPE)
-        try:
-            self.ports = json.loads(read_line(self.proc, time.monotonic() + 20))["ports"]
-        except Exception:
-            self.stop()
-            raise
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-
-    def events(self):
-        path = os.path.join(self.out, "events.jsonl")
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-    def messages(self):
-        msgs = []
-        for p in sorted(glob.glob(os.path.join(self.out, "[0-9]*.json"))):
-            with open(p) as f:
-                msgs.append(json.load(f))
-        return msgs
+def Smarthost(*a, **kw):
+    return testlib.Smarthost(*a, password=PASSWORD, **kw)
 
 
 class RelayTest(unittest.TestCase):

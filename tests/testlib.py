@@ -4,10 +4,17 @@ Every test runs against binaries copied into an installed layout
 (PREFIX/sbin/sendmail, PREFIX/bin/mailq -> sendmail, ...) and a private
 instance: its own config and spool under a temporary directory.
 """
+import base64
+import glob
+import json
 import os
+import select
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
+import time
 import unittest
 
 BUILD = os.environ.get("top_builddir", os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
@@ -105,3 +112,88 @@ class TestCase(unittest.TestCase):
         inst = Instance(extra_config, **kw)
         self.addCleanup(inst.cleanup)
         return inst
+
+
+def free_port():
+    """A loopback port nobody listens on (connections to it are refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    """Poll pred() until it returns a true value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.02)
+
+
+def read_line(proc, deadline):
+    """One line from a child's stdout, or RuntimeError at the deadline."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+            raise RuntimeError("smarthost did not start")
+        ch = os.read(proc.stdout.fileno(), 1)
+        if not ch:
+            raise RuntimeError("smarthost exited")
+        buf += ch
+    return buf.decode()
+
+
+class Smarthost:
+    """One tests/smarthost.py process with its own ports, rules and records."""
+
+    def __init__(self, base, certs, ports, rules=None, name="fx", password=None, extra=None):
+        self.out = os.path.join(base, name + "-out")
+        spec = {"certs": certs, "outdir": self.out, "users": {"user": password or "secret"},
+                "ports": ports, "rules": rules or {}}
+        spec.update(extra or {})
+        path = os.path.join(base, name + "-spec.json")
+        with open(path, "w") as f:
+            json.dump(spec, f)
+        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests", "smarthost.py"),
+                                      path], stdout=subprocess.PIPE)
+        try:
+            self.ports = json.loads(read_line(self.proc, time.monotonic() + 20))["ports"]
+        except Exception:
+            self.stop()
+            raise
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+
+    def events(self):
+        path = os.path.join(self.out, "events.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def messages(self):
+        msgs = []
+        for p in sorted(glob.glob(os.path.join(self.out, "[0-9]*.json"))):
+            with open(p) as f:
+                m = json.load(f)
+            m["content"] = base64.b64decode(m["data"])
+            msgs.append(m)
+        return msgs
+
+    def wait_messages(self, n, timeout=20):
+        return wait_for(lambda: len(self.messages()) >= n and self.messages(), timeout,
+                        "%d message(s) at the smarthost" % n)
