@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -18,11 +17,12 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import BUILD, SRC  # noqa: E402
-from test_relay import Smarthost, read_line  # noqa: E402
+from testlib import Smarthost, free_port, read_line  # noqa: E402
 
 RELAY = os.path.join(BUILD, "tests", "relay-driver")
 LOGIN = os.path.join(BUILD, "tests", "oauth2-login-driver")
 PROBE = os.path.join(BUILD, "smtprelay-probe")
+ADMIN = os.path.join(BUILD, "smtprelay")
 WRAPPER = os.environ.get("RELAY_WRAPPER", "").split()
 CONTENT = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
 SECRET = "cs-Kq8dPz0vXw"
@@ -31,14 +31,6 @@ AT = ["at1-ya29.Qw3rTy", "at2-ya29.As4dFg", "at3-ya29.Zx5cVb"]
 DEVICE_CODE = "dc-GmRhmhcxhwAzkoEqiMEg"
 ALL_SECRETS = [SECRET, RT0, DEVICE_CODE, "rt1-rotated-Lm9nOp", "rt-dev-Hj7kL0", "at-cmd-T0k3n",
                "at-wrong-Nope12", "rt-revoked-Zz9"] + AT
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class TokenServer:
@@ -74,24 +66,6 @@ class TokenServer:
             return []
         with open(path) as f:
             return [json.loads(line) for line in f if line.strip()]
-
-
-class TokenSmarthost(Smarthost):
-    """tests/smarthost.py accepting the given access tokens for "user"."""
-
-    def __init__(self, base, certs, ports, tokens):
-        self.out = os.path.join(base, "fx-out")
-        path = os.path.join(base, "fx-spec.json")
-        with open(path, "w") as f:
-            json.dump({"certs": certs, "outdir": self.out, "tokens": {"user": tokens},
-                       "ports": ports}, f)
-        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests", "smarthost.py"),
-                                      path], stdout=subprocess.PIPE)
-        try:
-            self.ports = json.loads(read_line(self.proc, time.monotonic() + 20))["ports"]
-        except Exception:
-            self.stop()
-            raise
 
 
 class OAuth2Test(unittest.TestCase):
@@ -132,7 +106,7 @@ class OAuth2Test(unittest.TestCase):
         return ts
 
     def smarthost(self, ports, tokens):
-        fx = TokenSmarthost(self.dir, self.certs, ports, tokens)
+        fx = Smarthost(self.dir, self.certs, ports, extra={"tokens": {"user": tokens}})
         self.addCleanup(fx.stop)
         return fx
 
@@ -186,7 +160,9 @@ class OAuth2Test(unittest.TestCase):
 
     def login(self, *args):
         t0 = time.monotonic()
-        p = subprocess.run([*WRAPPER, LOGIN, self.conf, "oauth2-login", *args], capture_output=True,
+        # The admin tool when built (`smtprelay -C CONF oauth2-login ...`), else the driver.
+        cmd = ([ADMIN, "-C", self.conf] if os.path.exists(ADMIN) else [LOGIN, self.conf])
+        p = subprocess.run([*WRAPPER, *cmd, "oauth2-login", *args], capture_output=True,
                            timeout=60)
         out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
         self.output += out + err
