@@ -22,6 +22,7 @@
 #include "daemon/dsn.h"
 #include "daemon/listener.h"
 #include "daemon/notify.h"
+#include "daemon/oauth2.h"
 #include "daemon/pickup.h"
 #include "daemon/relay.h"
 #include "daemon/sched.h"
@@ -357,6 +358,24 @@ static int main_event_setup(struct daemon *d)
 }
 
 /* Everything that needs root: spool ownership, sockets; then drop it. */
+/* As the service user: a rotated refresh token must be writable back
+ * (DESIGN §2), or the next rotation would lose it. */
+static int main_check_oauth2_files(const struct config *c)
+{
+	char err[512];
+	int r = 0;
+
+	for (size_t i = 0; i < c->nsmarthosts; i++) {
+		if (!c->smarthosts[i].oauth2_token_url)
+			continue;
+		if (oauth2_check_files(&c->smarthosts[i], err, sizeof(err)) < 0) {
+			log_err("%s: %s", c->path, err);
+			r = -1;
+		}
+	}
+	return r;
+}
+
 static int main_privileged(struct daemon *d)
 {
 	struct passwd *pw = NULL;
@@ -385,7 +404,7 @@ static int main_privileged(struct daemon *d)
 		log_warn("%s: user is root: running with full privileges", d->conf->path);
 	else if (pw && main_drop_privileges(pw) < 0)
 		return EX_OSERR;
-	return EX_OK;
+	return main_check_oauth2_files(d->conf) < 0 ? EX_CONFIG : EX_OK;
 }
 
 static int main_serve(struct main_state *m)

@@ -24,16 +24,8 @@
 #include "lib/log.h"
 #include "queue/submit.h"
 
-#if defined(__has_include)
-#if __has_include("frontend/probe.h")
-#include "frontend/probe.h"
-#define ADMIN_HAVE_PROBE 1
-#endif
-#if __has_include("frontend/oauth2_login.h")
 #include "frontend/oauth2_login.h"
-#define ADMIN_HAVE_OAUTH2 1
-#endif
-#endif
+#include "frontend/probe.h"
 
 #define ADMIN_POLL_MS 200		/* send-test: how often the daemon is asked */
 #define ADMIN_MAX_RCPTS 64		/* send-test: recipients reported */
@@ -825,26 +817,13 @@ static int admin_probe(struct admin *a, int argc, char **argv)
 			return admin_bad_usage("probe: unexpected argument \"%s\"", argv[i]);
 	}
 	admin_load_secrets(a);
-#ifdef ADMIN_HAVE_PROBE
 	return probe_run(a->conf, json, stdout);
-#else
-	(void)json;
-	fputs("smtprelay: probe: not built into this smtprelay\n", stderr);
-	return EX_UNAVAILABLE;
-#endif
 }
 
 static int admin_oauth2_login(struct admin *a, int argc, char **argv)
 {
 	admin_load_secrets(a);
-#ifdef ADMIN_HAVE_OAUTH2
 	return oauth2_login_main(a->conf, argc, argv);
-#else
-	(void)argc;
-	(void)argv;
-	fputs("smtprelay: oauth2-login: not built into this smtprelay\n", stderr);
-	return EX_UNAVAILABLE;
-#endif
 }
 
 /* ---- dispatch ---- */

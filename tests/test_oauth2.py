@@ -6,6 +6,7 @@ tests/oauth2-login-driver.  No token, client secret or device code may appear
 in any output."""
 import json
 import os
+import pwd
 import shutil
 import signal
 import stat
@@ -125,7 +126,8 @@ class OAuth2Test(unittest.TestCase):
 
     def write_conf(self, section):
         with open(self.conf, "w") as f:
-            f.write('hostname = "relay.test"\nspool_dir = "%s"\nlisten = {}\n%s' % (self.spool, section))
+            f.write('hostname = "relay.test"\nspool_dir = "%s"\nuser = "%s"\nlisten = {}\n%s'
+                    % (self.spool, pwd.getpwuid(os.geteuid()).pw_name, section))
         os.chmod(self.conf, 0o600)
 
     def inject(self, n=1):
@@ -171,6 +173,50 @@ class OAuth2Test(unittest.TestCase):
     def read_rt(self):
         with open(self.rt_file) as f:
             return f.read()
+
+    # ---- the daemon itself ----
+
+    def daemon(self):
+        log = open(os.path.join(self.dir, "smtprelayd.log"), "w+b")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen([os.path.join(BUILD, "smtprelayd"), "-d", "-C", self.conf],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+
+        def stop():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=15)
+            log.seek(0)
+            self.output += log.read().decode(errors="replace")
+        self.addCleanup(stop)
+        return proc, log
+
+    def test_daemon_delivers_with_xoauth2(self):
+        ts = self.tokenserver()
+        fx = self.smarthost([{"name": "sub", "mode": "starttls"}], AT)
+        self.write_conf(self.section(fx.ports["sub"], ts.port))
+        proc, log = self.daemon()
+        p = subprocess.run([os.path.join(BUILD, "sendmail"), "-C", self.conf, "b@example.net"],
+                           input=b"Subject: oauth2\n\nhi\n", capture_output=True, timeout=10)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        try:
+            m = fx.wait_messages(1)[0]
+        except AssertionError:
+            log.seek(0)
+            raise AssertionError("not delivered; smtprelayd's log:\n" + log.read().decode())
+        self.assertEqual(m["rcpt_tos"], ["b@example.net"])
+        self.assertEqual(len(ts.requests()), 1)
+        proc.terminate()
+        self.assertEqual(proc.wait(timeout=15), 0)
+
+    def test_daemon_checks_refresh_token_file_at_start(self):
+        ts = self.tokenserver()
+        self.write_conf(self.section(1, ts.port))
+        os.unlink(self.rt_file)
+        proc, log = self.daemon()
+        self.assertEqual(proc.wait(timeout=15), 78)
+        log.seek(0)
+        self.assertIn(self.rt_file, log.read().decode(errors="replace"))
 
     # ---- delivery with built-in refresh ----
 
