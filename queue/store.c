@@ -399,8 +399,8 @@ int queue_remove(struct queue *q, enum q_area area, const char *id)
 			saved = errno;
 		}
 	}
-	if (fs_fsync_dirfd(dirfd) < 0 && r == 0)
-		return -1;
+	/* No directory fsync: a removal undone by a crash re-sends the message
+	 * (at-least-once), it never loses one; Postfix does the same. */
 	errno = saved;
 	return r;
 }
