@@ -2,6 +2,8 @@
 #include "daemon/tls.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -84,6 +86,42 @@ static int tls_load_ca(SSL_CTX *ctx, const char *file, char *err, size_t errlen)
 	return 0;
 }
 
+/* Does dir hold OpenSSL's hash links (HHHHHHHH.N)?  A few entries tell. */
+static bool tls_dir_hashed(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int seen = 0;
+	bool found = false;
+
+	if (!d)
+		return false;
+	while (!found && seen++ < 64 && (e = readdir(d))) {
+		size_t n = strspn(e->d_name, "0123456789abcdef");
+		found = n == 8 && e->d_name[8] == '.' && isdigit((unsigned char)e->d_name[9]);
+	}
+	closedir(d);
+	return found;
+}
+
+/* The system CA store.  The hashed directory is read on demand, a few
+ * certificates per handshake, while the bundle file is parsed at once
+ * (about 2.7 MB resident per context): prefer the directory where it is
+ * usable and nobody pointed SSL_CERT_FILE elsewhere. */
+static void tls_system_store(SSL_CTX *ctx)
+{
+	const char *dir = getenv(X509_get_default_cert_dir_env());
+	const char *file = getenv(X509_get_default_cert_file_env());
+
+	if (!dir || !*dir)
+		dir = X509_get_default_cert_dir();
+	if ((!file || !*file) && tls_dir_hashed(dir) && SSL_CTX_set_default_verify_dir(ctx) == 1)
+		return;
+	/* A host without a system CA store still works with tls_ca_file. */
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+		ERR_clear_error();
+}
+
 SSL_CTX *tls_client_ctx(const struct conf_smarthost *sh, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
@@ -97,9 +135,7 @@ SSL_CTX *tls_client_ctx(const struct conf_smarthost *sh, char *err, size_t errle
 		snprintf(err, errlen, "cannot create a TLS context: %s", why);
 		return NULL;
 	}
-	/* A host without a system CA store still works with tls_ca_file. */
-	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-		ERR_clear_error();
+	tls_system_store(ctx);
 	if (sh->tls_ca_file && sh->tls_ca_file[0] && tls_load_ca(ctx, sh->tls_ca_file, err, errlen) < 0)
 		goto fail;
 	if (SSL_CTX_set_min_proto_version(ctx, min) != 1) {

@@ -148,6 +148,24 @@ class ConnTest(unittest.TestCase):
     def run_port(self, name, mode, **kw):
         return self.drive(self.config(self.ports[name], mode, **kw))
 
+    def test_system_store_hashed_directory(self):
+        """Without tls_ca_file the system store is used: a hashed CA
+        directory (read on demand) verifies, and a CA not in it does not."""
+        store = os.path.join(self.dir, "store")
+        os.makedirs(store, exist_ok=True)
+        shutil.copy(os.path.join(self.certs, "ca.crt"), os.path.join(store, "test-ca.pem"))
+        subprocess.run(["openssl", "rehash", store], check=True)
+        conf = self.config(self.ports["sub"], "starttls")
+        with open(conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write("\n".join(line for line in text.splitlines() if "tls_ca_file" not in line))
+        env = {"SSL_CERT_DIR": store, "SSL_CERT_FILE": ""}  # the directory alone
+        self.assertEqual(self.drive(conf, env=env)["verdict"], "ok")
+        os.unlink(os.path.join(store, "test-ca.pem"))
+        subprocess.run(["openssl", "rehash", store], check=True)
+        self.assertEqual(self.drive(conf, env=env)["verdict"], "cert-untrusted")
+
     def events(self):
         with open(os.path.join(self.out, "events.jsonl")) as f:
             return [json.loads(line) for line in f]
