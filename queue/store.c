@@ -110,6 +110,7 @@ int store_area_fd(struct queue *q, enum q_area area, char *err, size_t errlen)
  * modes that installation gave them, but must be directories. */
 static int store_create(const char *path, char *err, size_t errlen)
 {
+	bool created = false;
 	int dfd;
 
 	if (fs_mkdir_p(path, 0755) < 0) {
@@ -126,6 +127,7 @@ static int store_create(const char *path, char *err, size_t errlen)
 		int e = 0;
 
 		if (mkdirat(dfd, sub, store_dirs[i].mode & 0777) == 0) {
+			created = true;
 			/* mkdir obeys the umask and drops the sticky bit: set the mode exactly. */
 			if (fchmodat(dfd, sub, store_dirs[i].mode, 0) < 0)
 				e = errno;
@@ -142,7 +144,9 @@ static int store_create(const char *path, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	fs_fsync_dirfd(dfd);
+	/* New directories must survive a crash; on every later call nothing changed. */
+	if (created)
+		fs_fsync_dirfd(dfd);
 	close(dfd);
 	return 0;
 }
