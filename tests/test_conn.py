@@ -5,7 +5,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -15,8 +14,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
 from testlib import BUILD, SRC  # noqa: E402
-from testlib import free_port, read_line  # noqa: E402
+from testlib import free_port  # noqa: E402
 
 DRIVER = os.path.join(BUILD, "tests", "conn-driver")
 PASSWORD = "s3cret-Pa55-word"
@@ -85,33 +85,13 @@ class ConnTest(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="smtprelay-conn-")
         cls.certs = os.path.join(cls.dir, "certs")
         subprocess.run(["sh", os.path.join(SRC, "tests", "mkcerts.sh"), cls.certs], check=True)
-        cls.out = os.path.join(cls.dir, "out")
-        spec = {"certs": cls.certs, "outdir": cls.out, "users": {"user": PASSWORD},
-                "ports": PORTS, "rules": {"rcpt": {"bad@example.com": "550 5.1.1 no such user"}}}
-        spec_path = os.path.join(cls.dir, "spec.json")
-        with open(spec_path, "w") as f:
-            json.dump(spec, f)
-        cls.log = open(os.path.join(cls.dir, "smarthost.log"), "wb")
-        cls.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests", "smarthost.py"),
-                                     spec_path], stdout=subprocess.PIPE, stderr=cls.log)
-        try:
-            cls.ports = json.loads(read_line(cls.proc, time.monotonic() + 20))["ports"]
-        except Exception:
-            cls.proc.kill()
-            cls.proc.wait()
-            raise
+        cls.fx = testlib.Smarthost(cls.dir, cls.certs, PORTS, rules={"rcpt": {"bad@example.com": "550 5.1.1 no such user"}}, password=PASSWORD)
+        cls.out, cls.ports = cls.fx.out, cls.fx.ports
         cls.n = 0
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.send_signal(signal.SIGTERM)
-        try:
-            cls.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            cls.proc.wait()
-        cls.proc.stdout.close()
-        cls.log.close()
+        cls.fx.stop()
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     # ---- helpers ----

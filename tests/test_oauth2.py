@@ -8,7 +8,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import BUILD, SRC  # noqa: E402
-from testlib import Smarthost, free_port, read_line  # noqa: E402
+from testlib import Fixture, Smarthost, free_port  # noqa: E402
 
 RELAY = os.path.join(BUILD, "tests", "relay-driver")
 LOGIN = os.path.join(BUILD, "tests", "oauth2-login-driver")
@@ -34,32 +33,14 @@ ALL_SECRETS = [SECRET, RT0, DEVICE_CODE, "rt1-rotated-Lm9nOp", "rt-dev-Hj7kL0", 
                "at-wrong-Nope12", "rt-revoked-Zz9"] + AT
 
 
-class TokenServer:
+class TokenServer(Fixture):
     def __init__(self, base, certs, **spec):
         self.out = os.path.join(base, "ts-out")
         spec = dict({"certs": certs, "outdir": self.out, "client_id": "cid",
                      "client_secret": SECRET, "refresh_token": RT0, "access_tokens": AT,
                      "expires_in": 3600}, **spec)
-        path = os.path.join(base, "ts-spec.json")
-        with open(path, "w") as f:
-            json.dump(spec, f)
-        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests", "tokenserver.py"),
-                                      path], stdout=subprocess.PIPE)
-        try:
-            self.port = json.loads(read_line(self.proc, time.monotonic() + 20))["port"]
-        except Exception:
-            self.stop()
-            raise
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
+        super().__init__("tokenserver.py", spec, os.path.join(base, "ts-spec.json"))
+        self.port = self.ready["port"]
 
     def requests(self):
         path = os.path.join(self.out, "requests.jsonl")

@@ -9,7 +9,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,8 +18,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
 from testlib import BUILD, SRC  # noqa: E402
-from testlib import free_port, read_line  # noqa: E402
+from testlib import free_port  # noqa: E402
 
 PROBE = os.path.join(BUILD, "smtprelay-probe")
 WRAPPER = shlex.split(os.environ.get("PROBE_WRAPPER", ""))
@@ -71,32 +71,13 @@ class ProbeTest(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="smtprelay-probe-")
         cls.certs = os.path.join(cls.dir, "certs")
         subprocess.run(["sh", os.path.join(SRC, "tests", "mkcerts.sh"), cls.certs], check=True)
-        cls.out = os.path.join(cls.dir, "out")
-        spec = {"certs": cls.certs, "outdir": cls.out, "users": {"user": PASSWORD}, "ports": PORTS}
-        spec_path = os.path.join(cls.dir, "spec.json")
-        with open(spec_path, "w") as f:
-            json.dump(spec, f)
-        cls.log = open(os.path.join(cls.dir, "smarthost.log"), "wb")
-        cls.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests", "smarthost.py"),
-                                     spec_path], stdout=subprocess.PIPE, stderr=cls.log)
-        try:
-            cls.ports = json.loads(read_line(cls.proc, time.monotonic() + 20))["ports"]
-        except Exception:
-            cls.proc.kill()
-            cls.proc.wait()
-            raise
+        cls.fx = testlib.Smarthost(cls.dir, cls.certs, PORTS, password=PASSWORD)
+        cls.out, cls.ports = cls.fx.out, cls.fx.ports
         cls.n = 0
 
     @classmethod
     def tearDownClass(cls):
-        cls.proc.send_signal(signal.SIGTERM)
-        try:
-            cls.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            cls.proc.wait()
-        cls.proc.stdout.close()
-        cls.log.close()
+        cls.fx.stop()
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     # ---- helpers ----

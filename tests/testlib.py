@@ -149,21 +149,17 @@ def read_line(proc, deadline):
     return buf.decode()
 
 
-class Smarthost:
-    """One tests/smarthost.py process with its own ports, rules and records."""
+class Fixture:
+    """A helper server (a Python script under tests/) started from a JSON spec;
+    it prints one JSON line when it listens, and stops on SIGTERM."""
 
-    def __init__(self, base, certs, ports, rules=None, name="fx", password=None, extra=None):
-        self.out = os.path.join(base, name + "-out")
-        spec = {"certs": certs, "outdir": self.out, "users": {"user": password or "secret"},
-                "ports": ports, "rules": rules or {}}
-        spec.update(extra or {})
-        path = os.path.join(base, name + "-spec.json")
-        with open(path, "w") as f:
+    def __init__(self, script, spec, spec_path):
+        with open(spec_path, "w") as f:
             json.dump(spec, f)
-        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests", "smarthost.py"),
-                                      path], stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(["/usr/bin/python3", os.path.join(SRC, "tests", script),
+                                      spec_path], stdout=subprocess.PIPE)
         try:
-            self.ports = json.loads(read_line(self.proc, time.monotonic() + 20))["ports"]
+            self.ready = json.loads(read_line(self.proc, time.monotonic() + 20))
         except Exception:
             self.stop()
             raise
@@ -177,6 +173,18 @@ class Smarthost:
                 self.proc.kill()
                 self.proc.wait()
         self.proc.stdout.close()
+
+
+class Smarthost(Fixture):
+    """One tests/smarthost.py process with its own ports, rules and records."""
+
+    def __init__(self, base, certs, ports, rules=None, name="fx", password=None, extra=None):
+        self.out = os.path.join(base, name + "-out")
+        spec = {"certs": certs, "outdir": self.out, "users": {"user": password or "secret"},
+                "ports": ports, "rules": rules or {}}
+        spec.update(extra or {})
+        super().__init__("smarthost.py", spec, os.path.join(base, name + "-spec.json"))
+        self.ports = self.ready["ports"]
 
     def events(self):
         path = os.path.join(self.out, "events.jsonl")
