@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "tests/ckutil.h"
 #include "lib/log.h"
 
 static char tmpdir[64];
@@ -56,37 +57,17 @@ static struct config *load_ok(const char *text)
 	return c;
 }
 
-static int saved_stderr = -1;
 static char log_path[160];
 
 static void capture_start(void)
 {
-	int fd;
-
 	snprintf(log_path, sizeof(log_path), "%s/stderr.log", tmpdir);
-	fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ck_assert_int_ge(fd, 0);
-	fflush(stderr);
-	saved_stderr = dup(2);
-	dup2(fd, 2);
-	close(fd);
+	ckutil_capture_start(log_path);
 }
 
 static char *capture_stop(void)
 {
-	char *text = malloc(65536);
-	FILE *f;
-	size_t n;
-
-	fflush(stderr);
-	dup2(saved_stderr, 2);
-	close(saved_stderr);
-	f = fopen(log_path, "r");
-	ck_assert_ptr_nonnull(f);
-	n = fread(text, 1, 65535, f);
-	text[n] = '\0';
-	fclose(f);
-	return text;
+	return ckutil_capture_stop(log_path);
 }
 
 /* Resolve addr and compare with the expected comma-joined list. */

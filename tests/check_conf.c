@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "tests/ckutil.h"
 #include "lib/log.h"
 
 static char tmpdir[64];
@@ -112,34 +113,15 @@ static void assert_fails(const char *text, int line, const char *needle)
 
 /* ---- log capture: stderr to a file ---- */
 
-static int saved_stderr = -1;
 
 static void capture_start(void)
 {
-	int fd = open(tmp_path("stderr.log"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	ck_assert_int_ge(fd, 0);
-	fflush(stderr);
-	saved_stderr = dup(2);
-	dup2(fd, 2);
-	close(fd);
+	ckutil_capture_start(tmp_path("stderr.log"));
 }
 
 static char *capture_stop(void)
 {
-	char *text = malloc(65536);
-	FILE *f;
-	size_t n;
-
-	fflush(stderr);
-	dup2(saved_stderr, 2);
-	close(saved_stderr);
-	f = fopen(tmp_path("stderr.log"), "r");
-	ck_assert_ptr_nonnull(f);
-	n = fread(text, 1, 65535, f);
-	text[n] = '\0';
-	fclose(f);
-	return text;
+	return ckutil_capture_stop(tmp_path("stderr.log"));
 }
 
 /* ---- defaults and every key ---- */
