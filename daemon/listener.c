@@ -88,18 +88,6 @@ static void lsess_received_from(const struct lsess *s, const char *helo, char *o
 	snprintf(out, len, "%s (%s [%s])", h, s->name, s->ip);
 }
 
-/* One NOTIFY for every recipient, as submit takes it: the common value,
- * or the default when recipients differ. */
-static unsigned lsess_notify(const struct smtp_envelope_in *env)
-{
-	if (!env->notify || env->nrcpts == 0)
-		return 0;
-	for (size_t i = 1; i < env->nrcpts; i++)
-		if (env->notify[i] != env->notify[0])
-			return 0;
-	return env->notify[0];
-}
-
 static int lsess_begin(void *ctx, const struct smtp_envelope_in *env, struct smtp_reply *fail)
 {
 	struct lsess *s = ctx;
@@ -109,7 +97,7 @@ static int lsess_begin(void *ctx, const struct smtp_envelope_in *env, struct smt
 		.conf = s->l->d->conf, .queue = s->l->d->queue, .area = Q_QUEUE,
 		.sender = env->sender, .rcpts = env->rcpts, .nrcpts = env->nrcpts,
 		.received_from = from, .protocol = env->esmtp ? "ESMTP" : "SMTP",
-		.notify = lsess_notify(env), .envid = env->envid,
+		.notify_each = env->notify, .orcpts = env->orcpts, .envid = env->envid,
 		.ret = env->ret == 1 ? Q_RET_FULL : env->ret == 2 ? Q_RET_HDRS : Q_RET_DEFAULT,
 		.eightbit = env->eightbit, .smtputf8 = env->smtputf8,
 		.uid = -1, .origin = origin,

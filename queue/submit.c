@@ -23,6 +23,8 @@ struct submit {
 	struct qwriter *w;
 	struct q_envelope env;
 	char **rcpts;			/* resolved, deduplicated */
+	unsigned *rnotify;		/* per recipient: DSN NOTIFY ... */
+	char **rorcpt;			/* ... and the original recipient (NULL: same) */
 	size_t nrcpts;
 	unsigned notify;
 	bool extract;
@@ -106,10 +108,12 @@ static int submit_list_add(char ***list, size_t *n, const char *addr)
 	return 0;
 }
 
-int submit_resolve(const struct config *conf, const char *given, char ***list, size_t *n,
+/* Validate and resolve one recipient as given; the count of addresses in
+ * *out, or -1 with e set. */
+static int submit_expand(const struct config *conf, const char *given, char ***out,
     struct submit_error *e)
 {
-	char err[256] = "", **out = NULL;
+	char err[256] = "";
 	int cnt;
 
 	if (!addr_valid(given, ADDR_ALLOW_BARE | ADDR_ALLOW_UTF8)) {
@@ -117,12 +121,21 @@ int submit_resolve(const struct config *conf, const char *given, char ***list, s
 		    "bad recipient address syntax: <%s>", given);
 		return -1;
 	}
-	cnt = conf_resolve(conf, given, &out, err, sizeof(err));
-	if (cnt < 0) {
+	cnt = conf_resolve(conf, given, out, err, sizeof(err));
+	if (cnt < 0)
 		submit_set_error(e, EX_CONFIG, 451, "4.3.5", "cannot resolve <%s>: %s",
 		    given, err[0] ? err : "alias error");
+	return cnt;
+}
+
+int submit_resolve(const struct config *conf, const char *given, char ***list, size_t *n,
+    struct submit_error *e)
+{
+	char **out = NULL;
+	int cnt = submit_expand(conf, given, &out, e);
+
+	if (cnt < 0)
 		return -1;
-	}
 	for (int i = 0; i < cnt; i++) {
 		if (submit_list_add(list, n, out[i]) < 0) {
 			submit_free_list(out, (size_t)cnt);
@@ -132,6 +145,64 @@ int submit_resolve(const struct config *conf, const char *given, char ***list, s
 	}
 	submit_free_list(out, (size_t)cnt);
 	return 0;
+}
+
+/* Add one resolved recipient with its DSN parameters (first one wins). */
+static int submit_add(struct submit *s, const char *addr, unsigned notify, const char *orcpt)
+{
+	size_t n = s->nrcpts;
+	char **r, **o;
+	unsigned *no;
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(s->rcpts[i], addr) == 0)
+			return 0;
+	if (!(r = realloc(s->rcpts, (n + 1) * sizeof(*r))))
+		return -1;
+	s->rcpts = r;
+	if (!(o = realloc(s->rorcpt, (n + 1) * sizeof(*o))))
+		return -1;
+	s->rorcpt = o;
+	if (!(no = realloc(s->rnotify, (n + 1) * sizeof(*no))))
+		return -1;
+	s->rnotify = no;
+	r[n] = strdup(addr);
+	o[n] = orcpt ? strdup(orcpt) : NULL;
+	no[n] = notify;
+	if (!r[n] || (orcpt && !o[n])) {
+		free(r[n]);
+		free(o[n]);
+		return -1;
+	}
+	s->nrcpts++;
+	return 0;
+}
+
+/* Resolve a recipient into s.  An alias expansion remembers what was asked
+ * for (qualified) as the original recipient, for the DSN and ORCPT. */
+static int submit_take(struct submit *s, const char *given, unsigned notify, const char *orcpt,
+    struct submit_error *e)
+{
+	char **out = NULL, *q = NULL;
+	int cnt = submit_expand(s->conf, given, &out, e), r = 0;
+
+	if (cnt < 0)
+		return -1;
+	for (int i = 0; i < cnt && r == 0; i++) {
+		const char *o = orcpt;
+		if (!o && strcmp(out[i], given) != 0) {
+			if (!q && !(q = addr_qualify(given, s->conf->hostname)))
+				r = -1;
+			o = q && strcmp(out[i], q) != 0 ? q : NULL;
+		}
+		if (r == 0)
+			r = submit_add(s, out[i], notify, o);
+	}
+	free(q);
+	submit_free_list(out, (size_t)cnt);
+	if (r < 0)
+		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
+	return r;
 }
 
 /* "Received:" trace header: listener mail names the client, local mail the uid. */
@@ -163,7 +234,7 @@ static int submit_open_writer(struct submit *s)
 	if (s->extract) {
 		extra = msg_rcpts(s->msg, &nextra);
 		for (size_t i = 0; i < nextra; i++)
-			if (submit_resolve(s->conf, extra[i], &s->rcpts, &s->nrcpts, &s->err) < 0)
+			if (submit_take(s, extra[i], s->notify, NULL, &s->err) < 0)
 				return -1;
 	}
 	if (s->nrcpts == 0) {
@@ -179,7 +250,8 @@ static int submit_open_writer(struct submit *s)
 	s->env.nrcpts = s->nrcpts;
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		s->env.rcpts[i].addr = s->rcpts[i];
-		s->env.rcpts[i].notify = s->notify;
+		s->env.rcpts[i].orcpt = s->rorcpt[i];
+		s->env.rcpts[i].notify = s->rnotify[i];
 		s->env.rcpts[i].state = Q_PENDING;
 		if (addr_is_utf8(s->rcpts[i]))
 			s->env.smtputf8 = true;
@@ -297,7 +369,8 @@ struct submit *submit_begin(const struct submit_params *p, struct submit_error *
 	if (submit_init_envelope(s, p, e) < 0)
 		goto fail;
 	for (size_t i = 0; i < p->nrcpts; i++)
-		if (submit_resolve(p->conf, p->rcpts[i], &s->rcpts, &s->nrcpts, e) < 0)
+		if (submit_take(s, p->rcpts[i], p->notify_each ? p->notify_each[i] : p->notify,
+		    p->orcpts ? p->orcpts[i] : NULL, e) < 0)
 			goto fail;
 	s->received = submit_received(p, s->env.id, now);
 	s->msg = s->received ? submit_new_filter(s, p, now) : NULL;
@@ -388,6 +461,8 @@ void submit_abort(struct submit *s)
 		msg_free(s->msg);
 	free(s->env.rcpts);
 	submit_free_list(s->rcpts, s->nrcpts);
+	submit_free_list(s->rorcpt, s->nrcpts);
+	free(s->rnotify);
 	free(s->env.sender);
 	free(s->env.envid);
 	free(s->env.origin);

@@ -31,6 +31,8 @@ struct submit_params {
 	const char *received_from;	/* listener: "HELO ([IP])"; NULL: local submission */
 	const char *protocol;		/* listener: "SMTP" or "ESMTP"; NULL for local */
 	unsigned notify;		/* q_notify bits for every recipient, 0 = default */
+	const unsigned *notify_each;	/* or per recipient (SMTP NOTIFY=), may be NULL */
+	char *const *orcpts;		/* per recipient ORCPT= ("rfc822;addr"), may be NULL */
 	enum q_ret ret;
 	const char *envid;
 	bool eightbit;			/* declared 8BITMIME */

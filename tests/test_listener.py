@@ -201,6 +201,24 @@ class ListenerTest(testlib.TestCase):
         self.assertIn(b"from old.test (localhost [127.0.0.1])", content)
         self.assertIn(b"with SMTP id", content)
 
+    def test_dsn_parameters_per_recipient(self):
+        d = self.daemon()
+        s = d.connect()
+        s.sendall(b"EHLO dsn.test\r\nMAIL FROM:<a@example.com> RET=HDRS ENVID=job+2D42\r\n"
+                  b"RCPT TO:<b@example.com> NOTIFY=NEVER\r\n"
+                  b"RCPT TO:<c@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;list+40example.org\r\n"
+                  b"DATA\r\n")
+        self.assertEqual([c for c, _ in read_replies(s, 6)], [220, 250, 250, 250, 250, 354])
+        s.sendall(b"Subject: d\r\n\r\nx\r\n.\r\nQUIT\r\n")
+        self.assertEqual([c for c, _ in read_replies(s, 2)], [250, 221])
+        s.close()
+        env, _ = self.queued_content(d, d.queue_ids()[0])
+        # NOTIFY bits: NEVER=1, SUCCESS=2, FAILURE=4; each recipient keeps its own.
+        self.assertEqual(env["rcpt"], ["1 b@example.com", "6 c@example.com"])
+        self.assertEqual(env["orcpt"], ["rfc822;list@example.org"])
+        self.assertEqual(env["envid"], "job-42")
+        self.assertEqual(env["ret"], "hdrs")
+
     def test_swaks_pipelining(self):
         d = self.daemon()
         r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % d.port, "--pipeline",

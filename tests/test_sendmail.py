@@ -222,11 +222,11 @@ class SendmailAddressing(testlib.TestCase):
 
     def test_aliases_applied_on_queue(self):
         inst = self.new_instance(self.CONF)
-        inst.sendmail("www-data@relay.test", input=b"x\n")
+        inst.sendmail("www-data@relay.test", "x@example.org", input=b"x\n")
         env, _ = inst.read_message(inst.area_files()[0])
-        rc = " ".join(env["rcpt"])
-        self.assertIn("web@example.com", rc)
-        self.assertIn("dev@example.com", rc)
+        self.assertEqual(env["rcpt"], ["0 web@example.com", "0 dev@example.com", "0 x@example.org"])
+        # The original recipient of an alias expansion is kept for DSNs and ORCPT.
+        self.assertEqual(env["orcpt"], ["www-data@relay.test", "www-data@relay.test"])
 
     def test_from_address_rewrites_local_sender(self):
         inst = self.new_instance('from_address = "alerts@example.com"\nrewrite_from_header = true\n')

@@ -88,7 +88,7 @@ def parse_queue_file(data):
     """Split a queue file into its envelope records and the content.
 
     The envelope header is text lines up to a "data" line (see queue/envelope.c)."""
-    env = {"rcpt": []}
+    env = {"rcpt": [], "orcpt": []}
     pos = 0
     while True:
         nl = data.index(b"\n", pos)
@@ -97,8 +97,8 @@ def parse_queue_file(data):
         if line == QUEUE_END_LINE:
             break
         key, _, value = line.partition(" ")
-        if key == "rcpt":
-            env["rcpt"].append(value)
+        if key in ("rcpt", "orcpt"):
+            env[key].append(value)
         else:
             env[key] = value
     return env, data[pos:]
