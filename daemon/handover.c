@@ -43,32 +43,14 @@ static void handover_client_free(struct handover_client *cl)
 static int handover_receive(int s, int *fd)
 {
 	char line[16];
-	struct iovec iov = { .iov_base = line, .iov_len = sizeof(line) };
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-	    .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c;
-	ssize_t n;
+	ssize_t n = usock_recv_fd(s, line, sizeof(line), fd);
 
+	if (n == 7 && *fd >= 0 && memcmp(line, "submit\n", 7) == 0)
+		return 0;
+	if (*fd >= 0)
+		close(*fd);
 	*fd = -1;
-	n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
-	if (n <= 0)
-		return -1;
-	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(fd, CMSG_DATA(c), sizeof(int));
-	}
-	if (*fd < 0 || (m.msg_flags & MSG_CTRUNC) || n != 7 || memcmp(line, "submit\n", 7) != 0) {
-		if (*fd >= 0)
-			close(*fd);
-		*fd = -1;
-		return -1;
-	}
-	return 0;
+	return -1;
 }
 
 static void handover_reply(int s, const char *word, const char *text)

@@ -49,22 +49,9 @@ static int handoff_connect(const char *spool_dir, char *err, size_t errlen)
 
 static int handoff_pass(int s, int fd)
 {
-	char line[] = "submit\n";
-	struct iovec iov = { .iov_base = line, .iov_len = sizeof(line) - 1 };
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-	    .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	static const char line[] = "submit\n";
 
-	memset(&u, 0, sizeof(u));
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	return sendmsg(s, &m, MSG_NOSIGNAL) == (ssize_t)iov.iov_len ? 0 : -1;
+	return usock_send_fd(s, line, sizeof(line) - 1, fd);
 }
 
 int handoff_send(const char *spool_dir, int fd, char *id, size_t idlen, char *err, size_t errlen)

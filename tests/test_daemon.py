@@ -1,5 +1,6 @@
 """smtprelayd end to end with the real test smarthost (tests/smarthost.py):
 pickup, delivery, retries, DSNs, expiry, crash safety, flush, reload, stop."""
+import array
 import base64
 import email
 import email.policy
@@ -8,6 +9,7 @@ import pwd
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -301,6 +303,20 @@ class DaemonTest(testlib.TestCase):
         self.assertEqual(m["rcpt_tos"], ["bob@example.com"])
         self.assertIn(b"from a hardened unit", m["content"])
         d.wait_log(r"\w+: uid=%d handed over" % pwd.getpwnam("nobody").pw_uid)
+
+    def test_submit_socket_refuses_garbage(self):
+        d = self.daemon("")
+        path = os.path.join(d.inst.spool, "public", "submit")
+        for payload, fds in ((b"submit\n", []), (b"hello\n", []), (b"submit\n", [0, 1])):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(10)
+                s.connect(path)
+                s.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                       array.array("i", fds))] if fds else [])
+                self.assertTrue(s.recv(600).startswith(b"error "), payload)
+        self.assertEqual(d.queue_ids(), [])
+        d.inst.sendmail("bob@example.com", input=b"still fine\n")
+        wait_for(lambda: d.queue_ids(), 10, "pickup after refused handovers")
 
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
     def test_no_new_privileges_bs_session(self):
