@@ -3,6 +3,7 @@
 
 #include "lib/addr.h"
 #include "lib/buf.h"
+#include "lib/strv.h"
 #include "lib/rfc5322.h"
 
 #include <errno.h>
@@ -25,11 +26,6 @@ enum msg_field {
 	MSG_F_DATE, MSG_F_MSGID, MSG_F_FROM,
 };
 
-struct msg_list {
-	char **v;
-	size_t n, cap;
-};
-
 struct msg {
 	struct msg_params p;
 	enum msg_phase phase;
@@ -41,7 +37,7 @@ struct msg {
 	struct buf field;	/* header section: the pending field, lines joined by CRLF */
 	size_t hdr_total;
 	bool has_date, has_msgid, has_from, has_resent;
-	struct msg_list rcpt, resent;
+	struct strv rcpt, resent;
 	size_t skipped;
 	bool mid_line;		/* body: the current line has content */
 	bool dot_held;		/* body: the line so far is "." (dot_rule) */
@@ -101,28 +97,6 @@ static int msg_emit(struct msg *m, const char *data, size_t len)
 	return 0;
 }
 
-static int msg_list_push(struct msg_list *l, char *s)
-{
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 8;
-		char **nv;
-
-		if (ncap > SIZE_MAX / sizeof(*nv) || !(nv = realloc(l->v, ncap * sizeof(*nv))))
-			return -1;
-		l->v = nv;
-		l->cap = ncap;
-	}
-	l->v[l->n++] = s;
-	return 0;
-}
-
-static void msg_list_free(struct msg_list *l)
-{
-	rfc5322_free_list(l->v, l->n);
-	l->v = NULL;
-	l->n = l->cap = 0;
-}
-
 /* Local parts are case-sensitive (RFC 5321 §2.4), domains are not. */
 static int msg_addr_cmp(const char *a, const char *b)
 {
@@ -153,7 +127,7 @@ static int msg_ref_cmp(const void *x, const void *y)
 
 /* Drop later duplicates, keeping the order; sorting keeps this O(n log n)
  * even for the many thousands of addresses a 1 MiB header can hold. */
-static int msg_list_dedup(struct msg_list *l)
+static int msg_rcpts_dedup(struct strv *l)
 {
 	struct msg_ref *refs;
 	size_t keep = 0, o = 0;
@@ -230,7 +204,7 @@ static char *msg_field_value(const struct msg *m, size_t colon, size_t *len)
 	return v;
 }
 
-static int msg_extract(struct msg *m, struct msg_list *l, size_t colon)
+static int msg_extract(struct msg *m, struct strv *l, size_t colon)
 {
 	char *v, **a;
 	size_t vlen, na, i;
@@ -244,7 +218,7 @@ static int msg_extract(struct msg *m, struct msg_list *l, size_t colon)
 		return msg_fail(m, MSG_ENOMEM);
 	m->skipped += (size_t)r;
 	for (i = 0; i < na; i++)
-		if (msg_list_push(l, a[i]) < 0)
+		if (strv_push(l, a[i]) < 0)
 			break;
 	r = i < na ? msg_fail(m, MSG_ENOMEM) : 0;
 	for (; i < na; i++)
@@ -701,12 +675,12 @@ int msg_input(struct msg *m, const char *data, size_t len)
 static int msg_rcpts_final(struct msg *m)
 {
 	if (m->has_resent) {
-		msg_list_free(&m->rcpt);
+		strv_free(&m->rcpt);
 		m->rcpt = m->resent;
-		m->resent = (struct msg_list){ 0 };
+		m->resent = (struct strv){ 0 };
 	}
-	msg_list_free(&m->resent);
-	return msg_list_dedup(&m->rcpt) < 0 ? msg_fail(m, MSG_ENOMEM) : 0;
+	strv_free(&m->resent);
+	return msg_rcpts_dedup(&m->rcpt) < 0 ? msg_fail(m, MSG_ENOMEM) : 0;
 }
 
 int msg_finish(struct msg *m)
@@ -821,8 +795,8 @@ void msg_free(struct msg *m)
 		return;
 	buf_free(&m->line);
 	buf_free(&m->field);
-	msg_list_free(&m->rcpt);
-	msg_list_free(&m->resent);
+	strv_free(&m->rcpt);
+	strv_free(&m->resent);
 	free(m->obuf);
 	free(m);
 }

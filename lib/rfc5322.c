@@ -3,6 +3,7 @@
 
 #include "lib/addr.h"
 #include "lib/buf.h"
+#include "lib/strv.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -298,25 +299,9 @@ static int rfc5322_entry_addr(const char *s, const struct rfc5322_entry *e,
 }
 
 struct rfc5322_list {
-	char **v;
-	size_t n, cap;
+	struct strv addrs;
 	int skipped;
 };
-
-static int rfc5322_list_push(struct rfc5322_list *l, char *s)
-{
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 8;
-		char **nv;
-
-		if (ncap > SIZE_MAX / sizeof(*nv) || !(nv = realloc(l->v, ncap * sizeof(*nv))))
-			return -1;
-		l->v = nv;
-		l->cap = ncap;
-	}
-	l->v[l->n++] = s;
-	return 0;
-}
 
 static int rfc5322_list_entry(void *ctx, const char *s, const struct rfc5322_entry *e)
 {
@@ -331,7 +316,7 @@ static int rfc5322_list_entry(void *ctx, const char *s, const struct rfc5322_ent
 		l->skipped++;
 	if (r != RFC5322_FOUND)
 		return 0;
-	if (rfc5322_list_push(l, a) < 0) {
+	if (strv_push(&l->addrs, a) < 0) {
 		free(a);
 		return -1;
 	}
@@ -354,12 +339,12 @@ int rfc5322_parse_addrlist(const char *value, size_t len, char ***addrs, size_t 
 	*addrs = NULL;
 	*naddrs = 0;
 	if (rfc5322_split(value, len, rfc5322_list_entry, &l) < 0) {
-		rfc5322_free_list(l.v, l.n);
+		strv_free(&l.addrs);
 		errno = ENOMEM;
 		return -1;
 	}
-	*addrs = l.v;
-	*naddrs = l.n;
+	*addrs = l.addrs.v;
+	*naddrs = l.addrs.n;
 	return l.skipped;
 }
 
