@@ -163,8 +163,11 @@ static struct queue *admin_spool(const struct admin *a, int *rc)
 
 /* ---- queue ---- */
 
-static int admin_queue_direct(const struct admin *a, bool json)
+/* arg: "json" for the JSON listing, NULL for the mailq layout. */
+static int admin_queue_direct(const struct admin *a, const char *arg)
 {
+	bool json = arg != NULL;
+
 	struct queue *q;
 	char err[512], *text = NULL;
 	size_t len = 0;
@@ -188,24 +191,20 @@ static int admin_queue_direct(const struct admin *a, bool json)
 	return rc;
 }
 
-static int admin_queue(struct admin *a, int argc, char **argv)
+/* Print the daemon's answer to req; with the daemon down, read the spool
+ * directly instead (direct(a, arg)). */
+static int admin_print_answer(struct admin *a, const char *req,
+    int (*direct)(const struct admin *a, const char *arg), const char *arg)
 {
 	struct admin_answer ans;
-	bool json = false;
 	int rc;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			json = true;
-		else
-			return admin_bad_usage("queue: unexpected argument \"%s\"", argv[i]);
-	}
-	switch (admin_ask(a, json ? "queue json" : "queue", &ans)) {
+	switch (admin_ask(a, req, &ans)) {
 	case CONTROL_OK:
 		rc = admin_write_out(ans.text, ans.len);
 		break;
 	case CONTROL_DOWN:
-		rc = admin_queue_direct(a, json);
+		rc = direct(a, arg);
 		break;
 	case CONTROL_ERROR:
 		rc = admin_refused(ans.status);
@@ -217,6 +216,20 @@ static int admin_queue(struct admin *a, int argc, char **argv)
 	}
 	admin_answer_free(&ans);
 	return rc;
+}
+
+static int admin_queue(struct admin *a, int argc, char **argv)
+{
+	bool json = false;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else
+			return admin_bad_usage("queue: unexpected argument \"%s\"", argv[i]);
+	}
+	return admin_print_answer(a, json ? "queue json" : "queue", admin_queue_direct,
+	    json ? "json" : NULL);
 }
 
 /* ---- flush ---- */
@@ -415,32 +428,14 @@ static int admin_show_direct(const struct admin *a, const char *id)
 
 static int admin_show(struct admin *a, int argc, char **argv)
 {
-	struct admin_answer ans;
 	char req[128];
-	int rc;
 
 	if (argc != 2)
 		return admin_bad_usage("%s: give one queue id", argv[0]);
 	if (strlen(argv[1]) > QID_LEN || argv[1][0] == '-')
 		return admin_bad_usage("show: not a queue id: \"%s\"", argv[1]);
 	snprintf(req, sizeof(req), "show %s", argv[1]);
-	switch (admin_ask(a, req, &ans)) {
-	case CONTROL_OK:
-		rc = admin_write_out(ans.text, ans.len);
-		break;
-	case CONTROL_DOWN:
-		rc = admin_show_direct(a, argv[1]);
-		break;
-	case CONTROL_ERROR:
-		rc = admin_refused(ans.status);
-		break;
-	default:
-		fprintf(stderr, "smtprelay: %s\n", ans.err);
-		rc = EX_UNAVAILABLE;
-		break;
-	}
-	admin_answer_free(&ans);
-	return rc;
+	return admin_print_answer(a, req, admin_show_direct, argv[1]);
 }
 
 /* ---- status ---- */
