@@ -30,9 +30,7 @@ class AdminTest(testlib.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="smtprelay-admin-")
-        cls.certs = os.path.join(cls.root, "certs")
-        subprocess.run(["sh", os.path.join(SRC, "tests", "mkcerts.sh"), cls.certs], check=True,
-                       stdout=subprocess.DEVNULL)
+        cls.certs = testlib.make_certs(cls.root)
 
     @classmethod
     def tearDownClass(cls):

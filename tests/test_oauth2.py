@@ -16,7 +16,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import BUILD, SRC  # noqa: E402
+import testlib  # noqa: E402
+from testlib import BUILD  # noqa: E402
 from testlib import Fixture, Smarthost, free_port  # noqa: E402
 
 RELAY = os.path.join(BUILD, "tests", "relay-driver")
@@ -54,8 +55,7 @@ class OAuth2Test(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="smtprelay-oauth2-")
-        cls.certs = os.path.join(cls.root, "certs")
-        subprocess.run(["sh", os.path.join(SRC, "tests", "mkcerts.sh"), cls.certs], check=True)
+        cls.certs = testlib.make_certs(cls.root)
 
     @classmethod
     def tearDownClass(cls):

@@ -19,7 +19,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testlib  # noqa: E402
-from testlib import BUILD, SRC  # noqa: E402
+from testlib import BUILD  # noqa: E402
 from testlib import free_port  # noqa: E402
 
 PROBE = os.path.join(BUILD, "smtprelay-probe")
@@ -69,8 +69,7 @@ class ProbeTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="smtprelay-probe-")
-        cls.certs = os.path.join(cls.dir, "certs")
-        subprocess.run(["sh", os.path.join(SRC, "tests", "mkcerts.sh"), cls.certs], check=True)
+        cls.certs = testlib.make_certs(cls.dir)
         cls.fx = testlib.Smarthost(cls.dir, cls.certs, PORTS, password=PASSWORD)
         cls.out, cls.ports = cls.fx.out, cls.fx.ports
         cls.n = 0

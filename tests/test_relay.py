@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import BUILD, SRC  # noqa: E402
+from testlib import BUILD  # noqa: E402
 import testlib  # noqa: E402
 from testlib import free_port  # noqa: E402
 
@@ -32,8 +32,7 @@ class RelayTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.root = tempfile.mkdtemp(prefix="smtprelay-relay-")
-        cls.certs = os.path.join(cls.root, "certs")
-        subprocess.run(["sh", os.path.join(SRC, "tests", "mkcerts.sh"), cls.certs], check=True)
+        cls.certs = testlib.make_certs(cls.root)
 
     @classmethod
     def tearDownClass(cls):

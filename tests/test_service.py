@@ -15,7 +15,6 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testlib  # noqa: E402
-from testlib import SRC  # noqa: E402
 
 PASSWORD = "Cr3dential-fr0m-systemd"
 
@@ -41,9 +40,7 @@ class ServiceTest(testlib.TestCase):
         self.root = tempfile.mkdtemp(prefix="smtprelay-service-")
         self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
         os.chmod(self.root, 0o755)
-        self.certs = os.path.join(self.root, "certs")
-        subprocess.run(["sh", os.path.join(SRC, "tests", "mkcerts.sh"), self.certs], check=True,
-                       stdout=subprocess.DEVNULL)
+        self.certs = testlib.make_certs(self.root)
         self.user = pwd.getpwnam("nobody")
 
     def test_runs_like_the_unit(self):

@@ -114,6 +114,14 @@ class TestCase(unittest.TestCase):
         return inst
 
 
+def make_certs(base):
+    """A private test PKI (tests/mkcerts.sh) in BASE/certs; returns its path."""
+    certs = os.path.join(base, "certs")
+    subprocess.run(["sh", os.path.join(SRC, "tests", "mkcerts.sh"), certs], check=True,
+                   stdout=subprocess.DEVNULL)
+    return certs
+
+
 def free_port():
     """A loopback port nobody listens on (connections to it are refused)."""
     s = socket.socket()
