@@ -55,6 +55,18 @@ class SendmailBasics(testlib.TestCase):
         self.assertRegex(text, r"(?m)^Received: by relay\.test \(smtprelay, from userid \d+\)")
         self.assertNotIn("\n", text.replace("\r\n", ""))  # CRLF only
 
+    def test_warnings_only_with_v(self):
+        inst = self.new_instance('smarthost "s" {\n host = "smtp.example.com"\n'
+                                 ' username = "u"\n password = "inline-secret"\n}\n')
+        os.chmod(inst.conf, 0o644)
+        r = inst.sendmail("root", input=b"x\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, b"")  # cron mails whatever sendmail prints
+        r = inst.sendmail("-v", "root", input=b"x\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"readable by others", r.stderr)
+        self.assertNotIn(b"inline-secret", r.stderr)
+
     def test_existing_headers_kept(self):
         inst = self.new_instance()
         msg = (b"From: Me <me@example.org>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n"
