@@ -877,7 +877,8 @@ static void conf_build_limits(struct conf_ctx *x, cfg_t *sec, struct conf_smarth
 	v = cfg_getstr(sec, "rate_limit");
 	if (v) {
 		sh->rate_per_sec = conf_parse_rate(v);
-		if (sh->rate_per_sec < 0) {
+		if (conf_parse_rate_window(v, &sh->rate_count, &sh->rate_window) < 0 ||
+		    sh->rate_per_sec < 0) {
 			sh->rate_per_sec = 0;
 			conf_bad(x, conf_key_line(x, sec, "rate_limit"), "rate_limit", v,
 			    "use N/s, N/min or N/h (e.g. \"14/s\"), or \"0\" for no limit");

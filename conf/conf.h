@@ -57,6 +57,8 @@ struct conf_smarthost {
 	unsigned max_connections;
 	unsigned max_messages_per_connection;
 	double rate_per_sec;		/* 0 = unlimited */
+	unsigned rate_count;		/* rate_limit "N/W": N, 0 = unlimited */
+	double rate_window;		/* W in seconds */
 	char *oauth2_token_url;
 	char *oauth2_client_id;
 	char *oauth2_client_secret_file;
@@ -143,6 +145,8 @@ void conf_strv_free(char **v, size_t n);
 long conf_parse_duration(const char *s);
 /* Parse a rate "14/s", "30/min", "1000/h", "0"; returns messages/second or -1. */
 double conf_parse_rate(const char *s);
+/* The same as N and W (seconds); "0" and "0/s" give 0, 0.  0 or -1. */
+int conf_parse_rate_window(const char *s, unsigned *n, double *window);
 /* "sha256:" then 64 hex digits, any case, a colon allowed between byte
  * pairs -> 32 bytes.  0, or -1 if malformed. */
 int conf_parse_fingerprint(const char *s, unsigned char out[32]);

@@ -64,26 +64,41 @@ long conf_parse_duration(const char *s)
 	return (long)v * mult;
 }
 
-double conf_parse_rate(const char *s)
+int conf_parse_rate_window(const char *s, unsigned *n, double *window)
 {
 	static const struct { const char *name; double secs; } units[] = {
 		{ "s", 1 }, { "sec", 1 }, { "second", 1 },
 		{ "m", 60 }, { "min", 60 }, { "minute", 60 },
 		{ "h", 3600 }, { "hour", 3600 }, { "d", 86400 }, { "day", 86400 },
 	};
-	unsigned long long n;
+	unsigned long long v;
 	const char *p;
 
+	*n = 0;
+	*window = 0;
 	if (!s)
 		return -1;
 	if (strcmp(s, "0") == 0)
 		return 0;
-	if (conf_parse_ulong(s, &p, 1000000000ULL, &n) < 0 || *p != '/')
+	if (conf_parse_ulong(s, &p, 1000000000ULL, &v) < 0 || *p != '/')
 		return -1;
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (strcasecmp(p + 1, units[i].name) == 0)
-			return (double)n / units[i].secs;
+		if (strcasecmp(p + 1, units[i].name) == 0) {
+			*n = (unsigned)v;
+			*window = v ? units[i].secs : 0;
+			return 0;
+		}
 	return -1;
+}
+
+double conf_parse_rate(const char *s)
+{
+	unsigned n;
+	double w;
+
+	if (conf_parse_rate_window(s, &n, &w) < 0)
+		return -1;
+	return n ? n / w : 0;
 }
 
 /* Bytes, optionally with k, M or G (powers of 1024). */

@@ -1,11 +1,19 @@
-/* Per-smarthost sending rate: a token bucket plus throttling feedback.
+/* Per-smarthost sending rate: a sliding window plus throttling feedback.
  *
- * The bucket holds at most one second's worth of tokens (at least one), so
- * bursts never exceed the rate by more than that (DESIGN §4).  A throttling
- * reply halves the rate (from the configured one, or when unlimited from the
- * observed sending rate), never below one message a minute; successes win
- * it back by 10% every 10, up to the configured rate (or, when unlimited, up
- * to the rate the throttle cut, after which the bucket is unlimited
+ * rate_limit "N/W" (DESIGN §2) means that no interval [t, t+W) ever holds
+ * more than N starts (ratelimit_take), however they are spread over the
+ * smarthost's connections: the start times of the last N sends are kept in
+ * a ring, and a send is allowed only when the oldest of them is at least W
+ * old.  There is no burst allowance beyond N.  The ring holds at most
+ * RATELIMIT_RING_MAX times; a larger N is enforced as N/k per W/k with
+ * k = ceil(N / RATELIMIT_RING_MAX), which is stricter (any W holds at most
+ * k * floor(N/k) <= N) and loses fewer than k sends per W.
+ *
+ * A throttling reply halves the rate (from the configured N/W, or when
+ * unlimited from the observed sending rate), never below one message a
+ * minute, and while throttled sends are also spaced 1/rate apart; successes
+ * win it back by 10% every 10, up to the configured rate (or, when
+ * unlimited, up to the rate the throttle cut, after which it is unlimited
  * again).  Times are seconds on a monotonic clock, passed in by the caller
  * so the arithmetic is testable.
  */
@@ -19,24 +27,30 @@
 #define RATELIMIT_HISTORY 16		/* sends remembered for the observed rate */
 #define RATELIMIT_RECOVER_EVERY 10	/* successes per recovery step */
 #define RATELIMIT_RECOVER_FACTOR 1.1
+#define RATELIMIT_RING_MAX 1024		/* window timestamps kept (8 KiB) */
 
 struct ratelimit {
+	unsigned n;			/* window limit in force (after scaling); 0 = none */
+	double window;			/* seconds */
 	double configured;		/* msgs/s from the config; 0 = unlimited */
 	double rate;			/* in force now; 0 = unlimited */
 	double ceiling;			/* unlimited config: back to unlimited above this */
-	double tokens;
-	double last;			/* time of the last refill */
+	double last;			/* last start, for spacing while throttled */
+	bool started;			/* last is valid */
 	unsigned successes;		/* since the last recovery step */
+	double ring[RATELIMIT_RING_MAX];/* start times of the last n sends */
+	size_t nring, ring_pos;		/* ring_pos: oldest once nring == n */
 	double sends[RATELIMIT_HISTORY];
 	size_t nsends, sends_pos;
 };
 
-void ratelimit_init(struct ratelimit *rl, double rate, double now);
-/* New configured rate (reload); drops any throttling. */
-void ratelimit_configure(struct ratelimit *rl, double rate, double now);
-/* Take a token for one message: true, or false when the bucket is empty. */
+/* n sends per window seconds; n == 0 or window <= 0 means unlimited. */
+void ratelimit_init(struct ratelimit *rl, unsigned n, double window, double now);
+/* New configured limit (reload); drops any throttling, keeps the history. */
+void ratelimit_configure(struct ratelimit *rl, unsigned n, double window, double now);
+/* Start one transaction: true, or false when it would break the limit. */
 bool ratelimit_take(struct ratelimit *rl, double now);
-/* Seconds until a token is available (0 when one is). */
+/* Seconds until ratelimit_take would succeed (0 when it would now). */
 double ratelimit_wait(struct ratelimit *rl, double now);
 /* A throttling reply: halve the rate; returns the new rate (msgs/s). */
 double ratelimit_throttle(struct ratelimit *rl, double now);

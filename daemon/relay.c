@@ -1113,7 +1113,7 @@ static struct relay_sh *relay_sh_new(struct relay *r, const struct conf_smarthos
 	sh->index = index;
 	TAILQ_INIT(&sh->waiting);
 	LIST_INIT(&sh->conns);
-	ratelimit_init(&sh->rl, c->rate_per_sec, relay_now());
+	ratelimit_init(&sh->rl, c->rate_count, c->rate_window, relay_now());
 	sh->ev = evtimer_new(r->base, relay_on_sh_event, sh);
 	if (!sh->ev) {
 		free(sh);
@@ -1303,6 +1303,10 @@ static void relay_retire(struct relay *r, struct relay_sh *sh, struct relay_msgq
 		if (strcmp(n->conf->name, sh->conf->name) == 0 && relay_same_ports(n->conf, sh->conf)) {
 			n->sticky = sh->sticky;
 			relay_set_portname(n);
+			/* A reload must not reopen the window (rate_limit). */
+			n->rl = sh->rl;
+			ratelimit_configure(&n->rl, n->conf->rate_count, n->conf->rate_window,
+			    relay_now());
 		}
 	}
 	sh->retired = true;

@@ -6,11 +6,36 @@
 #include "conf/conf.h"
 #include "daemon/ratelimit.h"
 
+/* rate_limit as the config gives it: N and W. */
+static void rl_init(struct ratelimit *rl, const char *spec, double now)
+{
+	unsigned n;
+	double w;
+
+	ck_assert_int_eq(conf_parse_rate_window(spec, &n, &w), 0);
+	ratelimit_init(rl, n, w, now);
+}
+
+/* The sliding-window contract, checked from outside: the most starts seen in
+ * any interval [t, t + w) of the recorded times (sorted ascending). */
+static int max_in_window(const double *t, int n, double w)
+{
+	int best = 0;
+
+	for (int i = 0, j = 0; i < n; i++) {
+		while (t[i] - t[j] >= w)
+			j++;
+		if (i - j + 1 > best)
+			best = i - j + 1;
+	}
+	return best;
+}
+
 START_TEST(test_unlimited)
 {
 	struct ratelimit rl;
 
-	ratelimit_init(&rl, 0, 100.0);
+	rl_init(&rl, "0", 100.0);
 	for (int i = 0; i < 1000; i++)
 		ck_assert(ratelimit_take(&rl, 100.0));
 	ck_assert(ratelimit_wait(&rl, 100.0) == 0);
@@ -18,60 +43,105 @@ START_TEST(test_unlimited)
 }
 END_TEST
 
-START_TEST(test_burst_is_one_second)
+/* Issue 9 item 7: "2/s" let four messages start within one second (a token
+ * bucket full at the start and refilled while sending). */
+START_TEST(test_issue_burst_2_per_s)
 {
 	struct ratelimit rl;
+	double t[64];
 	int n = 0;
 
-	ratelimit_init(&rl, 5, 10.0);
-	while (ratelimit_take(&rl, 10.0))
-		n++;
-	ck_assert_int_eq(n, 5);
-	ck_assert_double_eq_tol(ratelimit_wait(&rl, 10.0), 0.2, 1e-9);
-	/* Idle for a long time: still no more than one second's worth. */
-	n = 0;
-	while (ratelimit_take(&rl, 1000.0))
-		n++;
-	ck_assert_int_eq(n, 5);
+	rl_init(&rl, "2/s", 10.0);
+	ck_assert(ratelimit_take(&rl, 10.0));
+	ck_assert(ratelimit_take(&rl, 10.0));
+	ck_assert(!ratelimit_take(&rl, 10.5));
+	ck_assert(!ratelimit_take(&rl, 10.999));
+	ck_assert_double_eq_tol(ratelimit_wait(&rl, 10.5), 0.5, 1e-9);
+	ck_assert(ratelimit_take(&rl, 11.0));
+	ck_assert(ratelimit_take(&rl, 11.0));
+	/* The bucket's failure: idle, then a full burst plus the refill. */
+	rl_init(&rl, "2/s", 0.0);
+	for (double now = 100.0; now < 102.0; now += 0.01)
+		if (ratelimit_take(&rl, now))
+			t[n++] = now;
+	ck_assert_int_eq(max_in_window(t, n, 1.0), 2);
+	ck_assert_int_eq(n, 4);
 }
 END_TEST
 
-START_TEST(test_slow_rate_burst_one)
+/* Many callers (connections) polling at random times never beat the window. */
+START_TEST(test_window_any_interval)
 {
+	static const char *const specs[] = { "14/s", "5/s", "30/min", "3/min", "1000/h" };
+	const char *spec = specs[_i];
 	struct ratelimit rl;
-
-	/* 30/min: a burst of at least one, then one every 2 s. */
-	ratelimit_init(&rl, conf_parse_rate("30/min"), 0.0);
-	ck_assert(ratelimit_take(&rl, 0.0));
-	ck_assert(!ratelimit_take(&rl, 0.0));
-	ck_assert_double_eq_tol(ratelimit_wait(&rl, 0.0), 2.0, 1e-9);
-	ck_assert(!ratelimit_take(&rl, 1.9));
-	ck_assert(ratelimit_take(&rl, 2.0));
-	ck_assert(!ratelimit_take(&rl, 2.1));
-}
-END_TEST
-
-START_TEST(test_refill_steady)
-{
-	struct ratelimit rl;
-	double t = 0;
+	static double t[20000];
+	unsigned seed = 42 + _i, n;
+	double w, now = 0;
 	int sent = 0;
 
-	ratelimit_init(&rl, conf_parse_rate("14/s"), 0.0);
-	/* Over 10 s at most 14*10 + 14 (the initial burst). */
-	for (t = 0; t < 10.0; t += 0.001)
-		if (ratelimit_take(&rl, t))
-			sent++;
-	ck_assert_int_le(sent, 14 * 10 + 14);
-	ck_assert_int_ge(sent, 14 * 10);
+	ck_assert_int_eq(conf_parse_rate_window(spec, &n, &w), 0);
+	ratelimit_init(&rl, n, w, 0.0);
+	for (int i = 0; i < 200000 && sent < 20000; i++) {
+		now += (rand_r(&seed) % 1000) * w / (10000.0 * n);
+		if (ratelimit_take(&rl, now))
+			t[sent++] = now;
+	}
+	ck_assert_int_eq(max_in_window(t, sent, w), (int)n);
+	/* ...and is not needlessly slow: about N per W overall. */
+	ck_assert_double_ge(sent, 0.95 * n * (now / w));
+}
+END_TEST
+
+START_TEST(test_wait_is_exact)
+{
+	struct ratelimit rl;
+
+	/* 30/min: 30 at once, then the next when the first is a minute old. */
+	rl_init(&rl, "30/min", 0.0);
+	for (int i = 0; i < 30; i++)
+		ck_assert(ratelimit_take(&rl, i * 0.5));
+	ck_assert(!ratelimit_take(&rl, 59.9));
+	ck_assert_double_eq_tol(ratelimit_wait(&rl, 20.0), 40.0, 1e-9);
+	ck_assert(ratelimit_take(&rl, 60.0));
+	ck_assert(!ratelimit_take(&rl, 60.2));
+	ck_assert_double_eq_tol(ratelimit_wait(&rl, 60.2), 0.3, 1e-9);
+}
+END_TEST
+
+/* N beyond the ring: enforced as N/k per W/k, never more than N per W. */
+START_TEST(test_huge_n_bounded)
+{
+	struct ratelimit rl;
+	static double t[100000];
+	int sent = 0;
+	double now;
+
+	ratelimit_init(&rl, 5000, 10.0, 0.0);
+	ck_assert_uint_le(rl.n, RATELIMIT_RING_MAX);
+	for (now = 0; now < 40.0 && sent < 100000; now += 0.0005)
+		if (ratelimit_take(&rl, now))
+			t[sent++] = now;
+	ck_assert_int_le(max_in_window(t, sent, 10.0), 5000);
+	ck_assert_int_ge(max_in_window(t, sent, 10.0), 5000 - 5);
+	ck_assert_double_eq_tol(ratelimit_rate(&rl), 500.0, 1e-9);
 }
 END_TEST
 
 START_TEST(test_rate_strings)
 {
+	unsigned n;
+	double w;
+
 	ck_assert_double_eq_tol(conf_parse_rate("1000/h"), 1000.0 / 3600, 1e-9);
 	ck_assert_double_eq_tol(conf_parse_rate("30/min"), 0.5, 1e-9);
 	ck_assert(conf_parse_rate("0") == 0);
+	ck_assert_int_eq(conf_parse_rate_window("30/min", &n, &w), 0);
+	ck_assert_uint_eq(n, 30);
+	ck_assert_double_eq(w, 60);
+	ck_assert_int_eq(conf_parse_rate_window("0/s", &n, &w), 0);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_lt(conf_parse_rate_window("5/fortnight", &n, &w), 0);
 }
 END_TEST
 
@@ -79,14 +149,14 @@ START_TEST(test_throttle_halves_configured)
 {
 	struct ratelimit rl;
 
-	ratelimit_init(&rl, 10, 0.0);
+	rl_init(&rl, "10/s", 0.0);
 	ck_assert_double_eq_tol(ratelimit_throttle(&rl, 0.0), 5, 1e-9);
 	ck_assert_double_eq_tol(ratelimit_throttle(&rl, 0.0), 2.5, 1e-9);
-	/* The bucket shrank with the rate. */
-	int n = 0;
-	while (ratelimit_take(&rl, 0.0))
-		n++;
-	ck_assert_int_le(n, 3);
+	/* Throttled: spaced 1/rate apart, no burst. */
+	ck_assert(ratelimit_take(&rl, 0.0));
+	ck_assert(!ratelimit_take(&rl, 0.0));
+	ck_assert_double_eq_tol(ratelimit_wait(&rl, 0.0), 0.4, 1e-9);
+	ck_assert(ratelimit_take(&rl, 0.4));
 }
 END_TEST
 
@@ -94,7 +164,7 @@ START_TEST(test_throttle_floor)
 {
 	struct ratelimit rl;
 
-	ratelimit_init(&rl, 1, 0.0);
+	rl_init(&rl, "1/s", 0.0);
 	for (int i = 0; i < 20; i++)
 		ratelimit_throttle(&rl, 0.0);
 	ck_assert_double_eq_tol(ratelimit_rate(&rl), RATELIMIT_MIN_RATE, 1e-12);
@@ -105,18 +175,18 @@ START_TEST(test_throttle_unlimited_uses_observed)
 {
 	struct ratelimit rl;
 
-	ratelimit_init(&rl, 0, 0.0);
+	rl_init(&rl, "0", 0.0);
 	/* 16 sends over 2 s: about 8/s observed. */
 	for (int i = 0; i < 16; i++)
 		ck_assert(ratelimit_take(&rl, i * 0.125));
 	double obs = ratelimit_observed(&rl, 2.0);
 	ck_assert(obs > 7.5 && obs < 8.5);
 	ck_assert_double_eq_tol(ratelimit_throttle(&rl, 2.0), obs / 2, 1e-9);
-	/* Now limited: the bucket holds one second's worth (>= 1). */
-	int n = 0;
-	while (ratelimit_take(&rl, 2.0))
-		n++;
-	ck_assert_int_le(n, 4);
+	/* Now limited: spaced 1/rate after the last start, one at a time. */
+	double next = 15 * 0.125 + 1 / ratelimit_rate(&rl);
+	ck_assert_double_eq_tol(ratelimit_wait(&rl, 2.0), next - 2.0, 1e-9);
+	ck_assert(ratelimit_take(&rl, next));
+	ck_assert(!ratelimit_take(&rl, next));
 }
 END_TEST
 
@@ -124,7 +194,7 @@ START_TEST(test_throttle_unlimited_no_history)
 {
 	struct ratelimit rl;
 
-	ratelimit_init(&rl, 0, 0.0);
+	rl_init(&rl, "0", 0.0);
 	/* Nothing observed: from 1/s, so 0.5/s. */
 	ck_assert_double_eq_tol(ratelimit_throttle(&rl, 0.0), 0.5, 1e-9);
 }
@@ -135,7 +205,7 @@ START_TEST(test_recovery_to_configured)
 	struct ratelimit rl;
 	int steps = 0;
 
-	ratelimit_init(&rl, 10, 0.0);
+	rl_init(&rl, "10/s", 0.0);
 	ratelimit_throttle(&rl, 0.0);
 	/* Nine successes change nothing; the tenth adds 10%. */
 	for (int i = 0; i < 9; i++)
@@ -160,7 +230,7 @@ START_TEST(test_recovery_to_unlimited)
 	struct ratelimit rl;
 	int i;
 
-	ratelimit_init(&rl, 0, 0.0);
+	rl_init(&rl, "0", 0.0);
 	ratelimit_throttle(&rl, 0.0);		/* 0.5/s, ceiling 1/s */
 	for (i = 0; i < 1000 && ratelimit_rate(&rl) != 0; i++)
 		ratelimit_success(&rl);
@@ -174,11 +244,11 @@ START_TEST(test_configure_resets)
 {
 	struct ratelimit rl;
 
-	ratelimit_init(&rl, 10, 0.0);
+	rl_init(&rl, "10/s", 0.0);
 	ratelimit_throttle(&rl, 0.0);
-	ratelimit_configure(&rl, 20, 0.0);
+	ratelimit_configure(&rl, 20, 1.0, 0.0);
 	ck_assert_double_eq(ratelimit_rate(&rl), 20);
-	ratelimit_configure(&rl, 0, 0.0);
+	ratelimit_configure(&rl, 0, 0, 0.0);
 	ck_assert_double_eq(ratelimit_rate(&rl), 0);
 }
 END_TEST
@@ -186,12 +256,13 @@ END_TEST
 static Suite *ratelimit_suite(void)
 {
 	Suite *s = suite_create("ratelimit");
-	TCase *tc = tcase_create("bucket");
+	TCase *tc = tcase_create("window");
 
 	tcase_add_test(tc, test_unlimited);
-	tcase_add_test(tc, test_burst_is_one_second);
-	tcase_add_test(tc, test_slow_rate_burst_one);
-	tcase_add_test(tc, test_refill_steady);
+	tcase_add_test(tc, test_issue_burst_2_per_s);
+	tcase_add_loop_test(tc, test_window_any_interval, 0, 5);
+	tcase_add_test(tc, test_wait_is_exact);
+	tcase_add_test(tc, test_huge_n_bounded);
 	tcase_add_test(tc, test_rate_strings);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("throttle");

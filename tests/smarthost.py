@@ -33,6 +33,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 import warnings
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -50,6 +51,7 @@ class Recorder:
         self.events = open(os.path.join(outdir, "events.jsonl"), "a", buffering=1)
 
     def event(self, **kw):
+        kw.setdefault("t", time.monotonic())    # for rate checks (CLOCK_MONOTONIC)
         self.events.write(json.dumps(kw) + "\n")
 
     def message(self, rec):
