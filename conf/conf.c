@@ -652,6 +652,8 @@ static void conf_build_listen(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 			conf_oom(x);
 			return;
 		}
+		/* Only what the admin did not ask for may be missing (DESIGN §2). */
+		e->optional = !l.given && e->addr.ss_family == AF_INET6;
 		c->nlisten++;
 	}
 }

@@ -28,6 +28,7 @@ struct conf_listen {
 	char *spec;			/* as written, e.g. "[::1]:25" */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	bool optional;			/* the default's [::1]: skipped on a host without IPv6 */
 };
 
 struct conf_cidr {

@@ -468,7 +468,9 @@ static const char *listener_hint(int e)
 	if (e == EACCES)
 		return " (ports below 1024 need root or CAP_NET_BIND_SERVICE)";
 	if (e == EADDRNOTAVAIL)
-		return " (no such local address)";
+		return " (no such local address on this host: fix or remove it in listen)";
+	if (e == EAFNOSUPPORT)
+		return " (this host has that address family disabled: remove it from listen)";
 	return "";
 }
 
@@ -493,7 +495,21 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	snprintf(err, errlen, "cannot listen on %s: %s%s", cl->spec, strerror(e), listener_hint(e));
+	errno = e;
 	return -1;
+}
+
+/* The default listen's [::1]:25 on a host without IPv6 (disabled by sysctl
+ * or on the kernel command line, common on cloud images) is skipped rather
+ * than stopping the relay; an address the admin listed never is. */
+static bool listener_skippable(const struct conf_listen *cl, int e)
+{
+	if (!cl->optional || (e != EAFNOSUPPORT && e != EADDRNOTAVAIL && e != EPROTONOSUPPORT))
+		return false;
+	log_warn("listen: default address %s skipped: %s (IPv6 unavailable on this host); "
+	    "listening on IPv4 only. Set listen = {\"127.0.0.1:25\"} to silence this",
+	    cl->spec, strerror(e));
+	return true;
 }
 
 struct listener *listener_new(struct daemon *d, char *err, size_t errlen)
@@ -510,6 +526,13 @@ struct listener *listener_new(struct daemon *d, char *err, size_t errlen)
 	for (size_t i = 0; i < c->nlisten; i++) {
 		int fd = listener_bind(&c->listen[i], err, errlen);
 
+		if (fd < 0 && listener_skippable(&c->listen[i], errno)) {
+			l->specs[i] = strdup(c->listen[i].spec);
+			l->n = i + 1;
+			if (!l->specs[i])
+				goto fail;
+			continue;
+		}
 		if (fd < 0)
 			goto fail;
 		l->levs[i] = evconnlistener_new(d->base, listener_accept_cb, l,
