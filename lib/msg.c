@@ -4,6 +4,7 @@
 #include "lib/addr.h"
 #include "lib/buf.h"
 #include "lib/strv.h"
+#include "lib/qualify.h"
 #include "lib/rfc5322.h"
 
 #include <errno.h>
@@ -255,6 +256,28 @@ static int msg_from_rewrite(struct msg *m, size_t colon, bool *done)
 	return r < 0 ? -1 : 0;
 }
 
+/* Pass the field on; with qualify_headers, bare addresses in address
+ * fields get @hostname first (lib/qualify.h). */
+static int msg_emit_field(struct msg *m, size_t nlen, size_t colon)
+{
+	const char *f = m->field.data;
+	struct buf q;
+	int r;
+
+	if (!m->p.qualify_headers || !qualify_field_wanted(f, nlen))
+		return msg_emit(m, f, m->field.len) < 0 || msg_emit(m, "\r\n", 2) < 0 ? -1 : 0;
+	buf_init(&q, 2 * MSG_HEADER_MAX);
+	r = qualify_field_body(f + colon + 1, m->field.len - colon - 1, msg_hostname(m), &q);
+	if (r < 0)
+		r = msg_buf_fail(m);
+	else if (r == 0)
+		r = msg_emit(m, f, m->field.len);
+	else if ((r = msg_emit(m, f, colon + 1)) == 0)
+		r = msg_emit(m, q.data, q.len);
+	buf_free(&q);
+	return r < 0 || msg_emit(m, "\r\n", 2) < 0 ? -1 : 0;
+}
+
 /* Act on the complete pending field (if any) and pass it on unless it is dropped. */
 static int msg_field_flush(struct msg *m)
 {
@@ -283,7 +306,7 @@ static int msg_field_flush(struct msg *m)
 		m->has_from = true;
 	if (r == 0 && kind == MSG_F_FROM && m->p.rewrite_from)
 		r = msg_from_rewrite(m, colon, &drop);
-	if (r == 0 && !drop && (msg_emit(m, f, m->field.len) < 0 || msg_emit(m, "\r\n", 2) < 0))
+	if (r == 0 && !drop && msg_emit_field(m, nlen, colon) < 0)
 		r = -1;
 	buf_reset(&m->field);
 	return r;

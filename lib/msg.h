@@ -26,6 +26,7 @@ struct msg_params {
 	const char *queue_id;     /* for Message-ID: <YYYYMMDDhhmmss.QUEUEID@hostname> (UTC, as Postfix) */
 	const char *from_addr;    /* address for a generated From: (the envelope sender); NULL/"" = MAILER-DAEMON */
 	const char *full_name;    /* -F / GECOS display name, may be NULL; quoted or RFC 2047 encoded as needed */
+	bool qualify_headers;     /* From/Sender/Reply-To/To/Cc (and Resent-): bare local parts get @hostname (Postfix's append_at_myorigin) */
 	const char *rewrite_from; /* rewrite_from_header: a local From: address (bare, @localhost, @hostname) becomes this; NULL = off */
 	const char *prepend;      /* raw header text to put first (CRLF-terminated lines, e.g. "Received: ...\r\n"), may be NULL */
 	size_t max_size;          /* output limit in bytes (prepend and added headers count); 0 = none */
