@@ -23,6 +23,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "conf/cint.h"
+#include "conf/hostdefaults.h"
 
 #define CONF_MAX_FILE (4 * 1024 * 1024)
 #define CONF_ERRLEN 512
@@ -613,7 +614,10 @@ static void conf_build_hostname(struct conf_ctx *x, cfg_t *cfg, struct config *c
 	const char *v = cfg_getstr(cfg, "hostname");
 
 	if (!v) {
-		c->hostname = conf_default_hostname();
+		/* Debian: /etc/mailname names the host's mail domain (DESIGN §2). */
+		c->hostname = hostdefaults_mailname();
+		if (!c->hostname)
+			c->hostname = conf_default_hostname();
 		if (!c->hostname)
 			conf_oom(x);
 		return;
@@ -720,6 +724,9 @@ static void conf_build_paths(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 	if (c->user && (c->user[0] == '-' || c->user[strcspn(c->user, "/:, \t")] != '\0'))
 		conf_bad(x, conf_key_line(x, cfg, "user"), "user", c->user, "not a user name");
 	conf_get_path(x, cfg, "aliases_file", false, &c->aliases_file);
+	/* Unset: /etc/aliases when it exists; "" means none. */
+	if (!cfg_getstr(cfg, "aliases_file"))
+		c->aliases_file = hostdefaults_aliases();
 }
 
 static void conf_build_numbers(struct conf_ctx *x, cfg_t *cfg, struct config *c)

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "conf/conf.h"
+#include "conf/hostdefaults.h"
 #include "daemon/ctl.h"
 #include "daemon/handover.h"
 #include "daemon/daemon.h"
@@ -103,6 +104,7 @@ static int main_check_config(const char *path)
 	free(errors);
 	if (c->nsmarthosts == 0)
 		log_warn("%s: no smarthost configured: mail will stay queued", path);
+	hostdefaults_warn(c);
 	conf_free(c);
 	return EX_OK;
 }
@@ -381,6 +383,7 @@ static int main_privileged(struct daemon *d)
 	struct passwd *pw = NULL;
 	char err[512];
 
+	hostdefaults_warn(d->conf);
 	if (geteuid() == 0 && !(pw = getpwnam(d->conf->user))) {
 		log_err("%s: user \"%s\" does not exist (create it or set user)", d->conf->path,
 		    d->conf->user);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "conf/hostdefaults.h"
 #include "frontend/control.h"
 #include "frontend/handoff.h"
 #include "frontend/mailq.h"
@@ -526,6 +527,7 @@ static int admin_check_config(struct admin *a, int argc, char **argv)
 	free(errors);
 	if (a->conf->nsmarthosts == 0)
 		log_warn("%s: no smarthost configured: mail will stay queued", a->conf->path);
+	hostdefaults_warn(a->conf);
 	printf("%s: ok\n", a->conf->path);
 	return EX_OK;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "conf/hostdefaults.h"
 #include "frontend/bs.h"
 #include "frontend/control.h"
 #include "frontend/enqueue.h"
@@ -335,7 +336,10 @@ int sendmail_main(int argc, char **argv)
 	case SM_VERIFY: r = sendmail_verify(&o, c); break;
 	case SM_FLUSH: r = sendmail_flush(c); break;
 	case SM_SMTP: r = bs_run(&o, c); break;
-	default: r = enqueue_stdin(&o, c); break;
+	default:
+		hostdefaults_warn(c);	/* printed with -v only (log_quiet) */
+		r = enqueue_stdin(&o, c);
+		break;
 	}
 	conf_free(c);
 	return r;

@@ -20,6 +20,11 @@ import unittest
 BUILD = os.environ.get("top_builddir", os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 SRC = os.environ.get("top_srcdir", BUILD)
 
+# Tests never depend on this machine's /etc/mailname or /etc/aliases (see
+# conf/hostdefaults.h); those that test the defaults set their own files.
+os.environ.setdefault("SMTPRELAY_MAILNAME_FILE", "/nonexistent/mailname")
+os.environ.setdefault("SMTPRELAY_ALIASES_FILE", "/nonexistent/aliases")
+
 
 def install_layout(prefix):
     """Copy the built programs into PREFIX as `make install` lays them out."""
