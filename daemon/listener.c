@@ -101,6 +101,7 @@ static int lsess_begin(void *ctx, const struct smtp_envelope_in *env, struct smt
 		.ret = env->ret == 1 ? Q_RET_FULL : env->ret == 2 ? Q_RET_HDRS : Q_RET_DEFAULT,
 		.eightbit = env->eightbit, .smtputf8 = env->smtputf8,
 		.uid = -1, .origin = origin,
+		.remote_client = strcmp(s->name, "localhost") != 0,
 	};
 
 	lsess_received_from(s, env->helo, from, sizeof(from));

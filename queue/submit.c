@@ -306,7 +306,7 @@ static struct msg *submit_new_filter(struct submit *s, const struct submit_param
 		.dot_ends = p->dot_ends,
 		.extract_rcpts = p->extract_rcpts,
 		.add_missing = true,
-		.qualify_headers = true,
+		.qualify_headers = !p->remote_client,
 		.hostname = p->conf->hostname,
 		.queue_id = s->env.id,
 		.from_addr = s->env.sender[0] ? s->env.sender : NULL,

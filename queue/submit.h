@@ -30,6 +30,8 @@ struct submit_params {
 	const char *full_name;		/* for a generated From:, may be NULL */
 	const char *received_from;	/* listener: "HELO ([IP])"; NULL: local submission */
 	const char *protocol;		/* listener: "SMTP" or "ESMTP"; NULL for local */
+	bool remote_client;		/* listener peer not on loopback: headers are not
+					 * qualified (Postfix's local_header_rewrite_clients) */
 	unsigned notify;		/* q_notify bits for every recipient, 0 = default */
 	const unsigned *notify_each;	/* or per recipient (SMTP NOTIFY=), may be NULL */
 	char *const *orcpts;		/* per recipient ORCPT= ("rfc822;addr"), may be NULL */

@@ -1,11 +1,17 @@
-"""Hosts without IPv6 (issue 9 item 3): the real daemon with the default
-`listen` in a private network namespace whose IPv6 is disabled.
+"""The real daemon in private network namespaces.
+
+Hosts without IPv6 (issue 9 item 3): the default `listen` in a namespace
+whose IPv6 is disabled.
 
 The default's [::1]:25 is skipped with one warning and mail still arrives on
 127.0.0.1:25; an address the admin listed that cannot be bound stops the
 start with exit 69 (smtprelayd(8)) naming it.  The namespace (unshare -n, as
 root) owns its own port 25, so nothing on the host is touched.  A control run
 with IPv6 enabled shows both addresses bound and no warning.
+
+Header qualification (issue 9 item 6) is for local clients only, as
+Postfix's local_header_rewrite_clients: a client on a non-loopback address
+(10.9.9.1, added to lo in the namespace) gets its headers relayed unchanged.
 """
 import os
 import shutil
@@ -18,7 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testlib  # noqa: E402
 from testlib import wait_for  # noqa: E402
 
-NETNS_SETUP = 'ip link set lo up && sysctl -qw net.ipv6.conf.all.disable_ipv6=%d ' \
+NETNS_SETUP = 'ip link set lo up && ip addr add 10.9.9.1/32 dev lo && ' \
+              'sysctl -qw net.ipv6.conf.all.disable_ipv6=%d ' \
               'net.ipv6.conf.default.disable_ipv6=%d net.ipv6.conf.lo.disable_ipv6=%d && ' \
               'exec "$0" "$@"'
 
@@ -32,17 +39,17 @@ def netns_usable():
 
 
 @unittest.skipUnless(netns_usable(), "needs root, unshare(1) and ip(8) for a private network namespace")
-class NoIPv6Test(testlib.TestCase):
+class NetnsTest(testlib.TestCase):
     def setUp(self):
         self.inst = self.new_instance()
         self.log_path = os.path.join(self.inst.dir, "smtprelayd.log")
         self.proc = None
         self.addCleanup(self.stop)
 
-    def write_config(self, listen=None):
+    def write_config(self, listen=None, extra=""):
         with open(self.inst.conf, "w") as f:
-            f.write('hostname = "relay.test"\nspool_dir = "%s"\nuser = "root"\n%s'
-                    % (self.inst.spool, "listen = {%s}\n" % listen if listen else ""))
+            f.write('hostname = "relay.test"\nspool_dir = "%s"\nuser = "root"\n%s%s'
+                    % (self.inst.spool, "listen = {%s}\n" % listen if listen else "", extra))
 
     def log(self):
         with open(self.log_path, errors="replace") as f:
@@ -77,14 +84,21 @@ class NoIPv6Test(testlib.TestCase):
         return subprocess.run(["nsenter", "-t", str(self.proc.pid), "-n", *cmd],
                               capture_output=True, timeout=30)
 
-    def submit(self, server):
+    def submit(self, server, headers="From: a@example.org\\nTo: b@example.net\\n"):
         """A real SMTP client (smtplib: swaks lacks IPv6 here) inside the netns."""
         script = ("import smtplib\n"
                   "with smtplib.SMTP(%r, 25, local_hostname='client.test', timeout=10) as c:\n"
-                  "    print(c.send_message(__import__('email').message_from_string("
-                  "'From: a@example.org\\nTo: b@example.net\\nSubject: t\\n\\nhello\\n')) == {})\n"
-                  % server)
+                  "    print(c.sendmail('a@example.org', ['b@example.net'], "
+                  "'%sSubject: t\\n\\nhello\\n') == {})\n"
+                  % (server, headers))
         return self.in_netns("/usr/bin/python3", "-c", script)
+
+    def queued_head(self):
+        ids = self.inst.area_files("queue")
+        self.assertEqual(len(ids), 1, ids)
+        _, content = self.inst.read_message(ids[0], "queue")
+        os.unlink(os.path.join(self.inst.spool, "queue", ids[0]))
+        return content.split(b"\r\n\r\n", 1)[0].decode()
 
     def test_default_listen_skips_ipv6_with_one_warning(self):
         self.write_config()
@@ -118,6 +132,24 @@ class NoIPv6Test(testlib.TestCase):
         p = self.submit("::1")
         self.assertEqual((p.returncode, p.stdout), (0, b"True\n"), p.stderr)
         wait_for(lambda: len(self.inst.area_files("queue")) == 1, 10, "message queued")
+
+    def test_headers_qualified_for_local_clients_only(self):
+        self.write_config('"127.0.0.1:25", "10.9.9.1:25"',
+                          'allow_networks = {"127.0.0.0/8", "10.9.9.0/24"}\n')
+        self.start(ipv6_disabled=True)
+        self.wait_ready()
+        bare = "From: root (Cron Daemon)\\nTo: root, Ops <ops>\\n"
+        p = self.submit("127.0.0.1", bare)
+        self.assertEqual((p.returncode, p.stdout), (0, b"True\n"), p.stderr)
+        wait_for(lambda: len(self.inst.area_files("queue")) == 1, 10, "message queued")
+        head = self.queued_head()
+        self.assertIn("From: root@relay.test (Cron Daemon)\r\nTo: root@relay.test, Ops <ops@relay.test>", head)
+        p = self.submit("10.9.9.1", bare)
+        self.assertEqual((p.returncode, p.stdout), (0, b"True\n"), p.stderr)
+        wait_for(lambda: len(self.inst.area_files("queue")) == 1, 10, "message queued")
+        head = self.queued_head()
+        self.assertIn("(unknown [10.9.9.1])", head)
+        self.assertIn("From: root (Cron Daemon)\r\nTo: root, Ops <ops>\r\n", head)
 
 
 if __name__ == "__main__":
