@@ -581,6 +581,11 @@ static void probe_print_text(FILE *out, const struct probe_result *r)
 	fprintf(out, ": %s %s\n", r->verdict, r->summary);
 	for (size_t i = 0; i < r->nnotes; i++)
 		fprintf(out, "    %s\n", r->notes[i]);
+	/* With senders = {...} the section is not everyone's (DESIGN §9). */
+	for (size_t i = 0; i < r->sh->nsenders; i++)
+		fprintf(out, "%s%s", i ? ", " : "    serves senders: ", r->sh->senders[i]);
+	if (r->sh->nsenders)
+		fputc('\n', out);
 }
 
 /* Length of the valid UTF-8 sequence at s (1..4), 0 when invalid. */
@@ -679,7 +684,12 @@ static void probe_print_json(FILE *out, const struct probe_result *r, bool last)
 	probe_json_opt(out, r->cipher, r->tls);
 	fputs(", \"auth_mechanisms\": ", out);
 	probe_json_mechs(out, r->auth);
-	fprintf(out, ", \"elapsed_ms\": %ld}%s\n", r->elapsed_ms, last ? "" : ",");
+	fprintf(out, ", \"elapsed_ms\": %ld, \"senders\": ", r->elapsed_ms);
+	for (size_t i = 0; i < r->sh->nsenders; i++) {
+		fputs(i ? ", " : "[", out);
+		probe_json_str(out, r->sh->senders[i]);
+	}
+	fprintf(out, "%s}%s\n", r->sh->nsenders ? "]" : "null", last ? "" : ",");
 }
 
 /* Delivery tries smarthosts in order, each one's ports in order. */
