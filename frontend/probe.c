@@ -684,12 +684,7 @@ static void probe_print_json(FILE *out, const struct probe_result *r, bool last)
 	probe_json_opt(out, r->cipher, r->tls);
 	fputs(", \"auth_mechanisms\": ", out);
 	probe_json_mechs(out, r->auth);
-	fprintf(out, ", \"elapsed_ms\": %ld, \"senders\": ", r->elapsed_ms);
-	for (size_t i = 0; i < r->sh->nsenders; i++) {
-		fputs(i ? ", " : "[", out);
-		probe_json_str(out, r->sh->senders[i]);
-	}
-	fprintf(out, "%s}%s\n", r->sh->nsenders ? "]" : "null", last ? "" : ",");
+	fprintf(out, ", \"elapsed_ms\": %ld}%s\n", r->elapsed_ms, last ? "" : ",");
 }
 
 /* Delivery tries smarthosts in order, each one's ports in order. */
