@@ -502,6 +502,11 @@ static void metrics_http_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_NOTFOUND, "Not Found: metrics are at /metrics");
 		return;
 	}
+	if (!(evhttp_request_get_command(req) & (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD))) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+		evhttp_send_error(req, 405, "Method Not Allowed");
+		return;
+	}
 	if (!(f = open_memstream(&text, &len)) || metrics_write_prom(f, m->d) < 0 ||
 	    fclose(f) != 0 || !(body = evbuffer_new())) {
 		free(text);
@@ -577,9 +582,13 @@ static int metrics_http_new(struct metrics *m)
 		return -1;
 	/* A scraper is a GET every few seconds: anything bigger or slower is
 	 * not one, and must not hold resources the delivery loop shares. */
-	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	/* Every method reaches metrics_http_cb, which answers 405 (libevent
+	 * itself would say 501) to all but GET and HEAD. */
+	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_max_headers_size(m->http, METRICS_HTTP_MAX_HEADERS);
-	evhttp_set_max_body_size(m->http, 0);
+	evhttp_set_max_body_size(m->http, METRICS_HTTP_MAX_HEADERS);
 	evhttp_set_timeout(m->http, METRICS_HTTP_TIMEOUT);
 	evhttp_set_gencb(m->http, metrics_http_cb, m);
 	return 0;
