@@ -38,7 +38,7 @@ enum stats_reason stats_reason_of(const char *relay, const char *reason)
 		return STATS_R_SHUTDOWN;
 	if (strstr(reason, "no smarthost configured") || strstr(reason, "no smarthost serves"))
 		return STATS_R_NO_SMARTHOST;
-	if (strstr(reason, "throttl"))
+	if (strcasestr(reason, "throttl"))
 		return STATS_R_THROTTLED;
 	if (strncmp(reason, "lost connection", 15) == 0)
 		return STATS_R_LOST;
