@@ -461,6 +461,17 @@ static void metrics_status_senders(FILE *out, const struct conf_smarthost *ch)
 	fputc('\n', out);
 }
 
+static bool metrics_sh_throttled(struct daemon *d, const char *name)
+{
+	struct relay_smarthost_status st[16];
+	size_t n = d->relay && d->conf->nsmarthosts ? relay_status(d->relay, st, 16) : 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(st[i].name, name) == 0)
+			return metrics_throttled(&st[i]);
+	return false;
+}
+
 void metrics_status_smarthost(FILE *out, struct daemon *d, const char *name)
 {
 	static const struct stats_sh zero;
@@ -468,6 +479,7 @@ void metrics_status_smarthost(FILE *out, struct daemon *d, const char *name)
 	uint64_t deferred = 0;
 
 	metrics_status_senders(out, metrics_conf_sh(d->conf, name));
+	fprintf(out, "  throttled: %s\n", metrics_sh_throttled(d, name) ? "yes" : "no");
 	if (!c)
 		c = &zero;
 	for (size_t r = 0; r < STATS_NREASONS; r++)

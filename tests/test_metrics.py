@@ -9,6 +9,7 @@ delivery goes on."""
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -210,6 +211,7 @@ class MetricsTest(testlib.TestCase):
         self.assertIn("since start (recipients): 3 sent, 1 deferred, 1 bounced", text)
         self.assertIn("connection failures on port %d (refused): 1" % refused, text)
         self.assertIn("received since start: 4 from sendmail, 1 over SMTP", text)
+        self.assertIn("  throttled: no\n", text)
         self.scrape_with_prometheus()
 
     # ---- a real Prometheus server ----
@@ -254,6 +256,20 @@ class MetricsTest(testlib.TestCase):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+    def test_readme_alert_rules(self):
+        """The README's alert rules are valid and use the families served."""
+        with open(os.path.join(testlib.SRC, "README.md")) as f:
+            readme = f.read()
+        start = readme.index("groups:\n")
+        rules = os.path.join(self.root, "rules.yml")
+        with open(rules, "w") as f:
+            f.write(readme[start:readme.index("```", start)])
+        r = subprocess.run(["promtool", "check", "rules", rules], capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        used = set(re.findall(r"\b(smtprelay_[a-z_]+)", readme[start:]))
+        served = {n + ("_total" if k == "counter" else "") for n, (k, _) in FAMILIES.items()}
+        self.assertLessEqual(used, served)
 
     # ---- the HTTP endpoint never disturbs delivery ----
 
