@@ -464,6 +464,7 @@ static void main_cleanup(struct main_state *m)
 		queue_close(d->queue);
 	conf_free(d->prev_conf);
 	conf_free(d->conf);
+	stats_reset();
 }
 
 static int main_run(const char *path)

@@ -125,8 +125,7 @@ static bool metrics_throttled(const struct relay_smarthost_status *rs)
 
 /* ---- Prometheus text format 0.0.4 ---- */
 
-/* Label values: backslash, double quote and line feed are escaped. */
-static void metrics_label(FILE *f, const char *name, const char *v)
+void metrics_label(FILE *f, const char *name, const char *v)
 {
 	fprintf(f, "%s=\"", name);
 	for (; *v; v++) {

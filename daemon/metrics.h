@@ -43,6 +43,9 @@ void metrics_free(struct metrics *m);
 int metrics_write_prom(FILE *out, struct daemon *d);
 /* The same numbers as one JSON object (`smtprelay status --json`). */
 void metrics_write_json(FILE *out, struct daemon *d);
+/* name="value" with the text format's escapes (backslash, double quote,
+ * line feed). */
+void metrics_label(FILE *out, const char *name, const char *value);
 /* Extra lines of `smtprelay status`: received counts, oldest message. */
 void metrics_status_head(FILE *out, struct daemon *d);
 /* Since-start lines of one smarthost (indented, after its status line). */

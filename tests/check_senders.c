@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "daemon/metrics.h"
 #include "daemon/stats.h"
 #include "lib/log.h"
 
@@ -232,6 +233,20 @@ START_TEST(test_counters)
 }
 END_TEST
 
+START_TEST(test_label_escapes)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	ck_assert_ptr_nonnull(f);
+	metrics_label(f, "smarthost", "a\\b\"c\nd");
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_str_eq(text, "smarthost=\"a\\\\b\\\"c\\nd\"");
+	free(text);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("senders");
@@ -248,6 +263,7 @@ int main(void)
 	tcase_add_test(t, test_metrics_keys);
 	tcase_add_loop_test(t, test_reason_classes, 0, sizeof(reasons) / sizeof(reasons[0]));
 	tcase_add_test(t, test_counters);
+	tcase_add_test(t, test_label_escapes);
 	suite_add_tcase(s, t);
 	r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
