@@ -676,7 +676,9 @@ struct metrics *metrics_new(struct daemon *d, char *err, size_t errlen)
 		return NULL;
 	}
 	event_add(m->timer, &period);
-	metrics_timer_cb(-1, 0, m);
+	/* First file once the loop runs: after privileges are dropped, so
+	 * that an unwritable directory shows at once, not 15 s later. */
+	event_active(m->timer, EV_TIMEOUT, 1);
 	return m;
 }
 

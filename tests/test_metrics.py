@@ -286,6 +286,10 @@ class MetricsTest(testlib.TestCase):
     def test_http_refusals(self):
         fx = self.smarthost()
         d = self.daemon(fx, free_port())
+        # The textfile is there from the start, not only after 15 s.
+        wait_for(lambda: os.path.exists(self.textfile), 5, "metrics_textfile written at start")
+        with open(self.textfile) as f:
+            parse(f.read())
         conn = http.client.HTTPConnection("127.0.0.1", self.mport, timeout=10)
         conn.request("GET", "/")
         self.assertEqual(conn.getresponse().status, 404)
