@@ -212,13 +212,16 @@ class MetricsTest(testlib.TestCase):
         self.assertIn("connection failures on port %d (refused): 1" % refused, text)
         self.assertIn("received since start: 4 from sendmail, 1 over SMTP", text)
         self.assertIn("  throttled: no\n", text)
-        self.scrape_with_prometheus()
 
     # ---- a real Prometheus server ----
 
-    def scrape_with_prometheus(self):
+    def test_prometheus_scrape(self):
         if not shutil.which("prometheus"):
             self.skipTest("prometheus is not installed (Debian package prometheus)")
+        fx = self.smarthost()
+        d = self.daemon(fx, free_port())
+        self.send(d, "one@example.com")
+        fx.wait_messages(1)
         base = tempfile.mkdtemp(dir=self.root)
         web = free_port()
         with open(os.path.join(base, "prometheus.yml"), "w") as f:
@@ -231,6 +234,7 @@ class MetricsTest(testlib.TestCase):
                                   "--web.listen-address=127.0.0.1:%d" % web],
                                  stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=base)
         self.addCleanup(self.stop_proc, p)
+        self.wait_ready(p, web)
         query = urllib.parse.quote('smtprelay_delivered_recipients_total{smarthost="fx"}')
 
         def scraped():
@@ -243,9 +247,27 @@ class MetricsTest(testlib.TestCase):
             except OSError:
                 return None
             return res and res
-        res = wait_for(scraped, 90, "Prometheus to scrape smtprelay")
-        self.assertEqual(res[0]["value"][1], "3")
+        res = wait_for(scraped, 30, "Prometheus to scrape smtprelay")
+        self.assertEqual(res[0]["value"][1], "1")
         self.assertEqual(res[0]["metric"]["job"], "smtprelay")
+        with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/targets" % web, timeout=5) as r:
+            target = json.load(r)["data"]["activeTargets"][0]
+        self.assertEqual((target["health"], target["lastError"]), ("up", ""))
+
+    def wait_ready(self, p, web, limit=60):
+        """Skip (saying why) only when the server cannot start in time here."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                raise AssertionError("prometheus exited %s" % p.returncode)
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % web, timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.skipTest("prometheus did not become ready within %d s on this machine" % limit)
 
     @staticmethod
     def stop_proc(p):
