@@ -369,7 +369,7 @@ static const char *const conf_root_keys[] = {
 	"hostname", "spool_dir", "user", "smtpd_timeout", "max_message_size",
 	"max_recipients", "max_connections", "admin_address", "aliases_file",
 	"from_address", "rewrite_from_header", "retry_min", "retry_max",
-	"queue_lifetime", NULL
+	"queue_lifetime", "metrics_listen", "metrics_textfile", NULL
 };
 static const char *const conf_root_lists[] = { "listen", "allow_networks", NULL };
 static const char *const conf_sh_keys[] = {
@@ -380,7 +380,8 @@ static const char *const conf_sh_keys[] = {
 	"oauth2_client_id", "oauth2_client_secret_file", "oauth2_refresh_token_file",
 	"oauth2_scope", NULL
 };
-static const char *const conf_sh_lists[] = { "ports", "auth", CONF_SECTION_LINE, NULL };
+static const char *const conf_sh_lists[] = { "ports", "auth", "senders", CONF_SECTION_LINE,
+	NULL };
 
 static bool conf_known(const char *const *keys, const char *name)
 {
@@ -745,6 +746,25 @@ static void conf_build_numbers(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 	}
 }
 
+/* Prometheus exposition (DESIGN §8): an address to serve it on, a file to
+ * rewrite; both off by default. */
+static void conf_build_metrics(struct conf_ctx *x, cfg_t *cfg, struct config *c)
+{
+	const char *v = cfg_getstr(cfg, "metrics_listen");
+	char err[CONF_ERRLEN];
+
+	if (v && *v) {
+		if (conf_parse_listen(v, &c->metrics_listen, err, sizeof(err)) < 0)
+			conf_bad(x, conf_key_line(x, cfg, "metrics_listen"), "metrics_listen", v,
+			    "%s (e.g. \"127.0.0.1:9465\")", err);
+		else if (!(c->metrics_listen.spec = strdup(v)))
+			conf_oom(x);
+	}
+	v = cfg_getstr(cfg, "metrics_textfile");
+	if (v && *v)
+		conf_get_path(x, cfg, "metrics_textfile", false, &c->metrics_textfile);
+}
+
 static void conf_build_root(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 {
 	conf_build_hostname(x, cfg, c);
@@ -755,6 +775,7 @@ static void conf_build_root(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 	conf_get_addr(x, cfg, "admin_address", &c->admin_address);
 	conf_get_addr(x, cfg, "from_address", &c->from_address);
 	conf_get_bool(x, cfg, "rewrite_from_header", false, &c->rewrite_from_header);
+	conf_build_metrics(x, cfg, c);
 	/* Mail to local names goes to admin_address: it must leave the host. */
 	if (c->admin_address && c->hostname && addr_valid(c->admin_address, ADDR_ALLOW_UTF8) &&
 	    addr_is_local(c->admin_address, c->hostname))
@@ -984,6 +1005,35 @@ static void conf_check_smarthost(struct conf_ctx *x, cfg_t *sec, struct conf_sma
 		    "the server is not authenticated", x->path, sh->line, sh->name);
 }
 
+/* senders = {...}: envelope sender patterns this section serves (§9). */
+static void conf_build_senders(struct conf_ctx *x, cfg_t *sec, struct conf_smarthost *sh)
+{
+	struct conf_list l;
+
+	conf_list_open(&l, sec, "senders", NULL, 0);
+	if (l.given && l.n == 0)
+		conf_err(x, conf_key_line(x, sec, "senders"), "senders: {} would serve no sender: "
+		    "remove the key to serve every sender");
+	if (l.n && !(sh->senders = calloc(l.n, sizeof(*sh->senders)))) {
+		conf_oom(x);
+		return;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		const char *v = conf_list_at(&l, i), *why = conf_sender_pattern_error(v);
+
+		if (why) {
+			conf_bad(x, conf_line_of(x, sec, "senders", (unsigned)i), "senders", v,
+			    "%s", why);
+			continue;
+		}
+		if (!(sh->senders[sh->nsenders] = strdup(v))) {
+			conf_oom(x);
+			return;
+		}
+		sh->nsenders++;
+	}
+}
+
 static void conf_build_smarthost(struct conf_ctx *x, cfg_t *sec, struct conf_smarthost *sh)
 {
 	const char *title = cfg_title(sec);
@@ -1003,6 +1053,7 @@ static void conf_build_smarthost(struct conf_ctx *x, cfg_t *sec, struct conf_sma
 	conf_build_tls(x, sec, sh);
 	conf_build_limits(x, sec, sh);
 	conf_build_credentials(x, sec, sh);
+	conf_build_senders(x, sec, sh);
 	conf_check_smarthost(x, sec, sh);
 }
 
@@ -1021,6 +1072,11 @@ static void conf_build_smarthosts(struct conf_ctx *x, cfg_t *cfg, struct config 
 		c->nsmarthosts++;
 		conf_build_smarthost(x, cfg_getnsec(cfg, "smarthost", i), &c->smarthosts[i]);
 	}
+	if (!conf_senders_cover_all(c))
+		conf_err(x, c->smarthosts[n - 1].line, "smarthost \"%s\": every smarthost has "
+		    "senders, so mail from other senders (and bounces, sent from <>) could go "
+		    "nowhere: add a smarthost without senders, or \"*@*\" to the last one's",
+		    c->smarthosts[n - 1].name);
 }
 
 /* ---- aliases and leftovers ---- */
@@ -1228,6 +1284,7 @@ static void conf_free_smarthost(struct conf_smarthost *sh)
 	conf_free_secret(sh->oauth2_client_secret);
 	free(sh->oauth2_refresh_token_file);
 	free(sh->oauth2_scope);
+	conf_strv_free(sh->senders, sh->nsenders);
 }
 
 void conf_free(struct config *c)
@@ -1249,6 +1306,8 @@ void conf_free(struct config *c)
 	free(c->admin_address);
 	free(c->aliases_file);
 	free(c->from_address);
+	free(c->metrics_listen.spec);
+	free(c->metrics_textfile);
 	free(c);
 }
 

@@ -66,6 +66,8 @@ struct conf_smarthost {
 	char *oauth2_client_secret;	/* secret, loaded with the others */
 	char *oauth2_refresh_token_file;
 	char *oauth2_scope;
+	char **senders;			/* envelope sender patterns (DESIGN §9); NULL: any */
+	size_t nsenders;
 };
 
 struct conf_alias {
@@ -99,6 +101,8 @@ struct config {
 	unsigned queue_lifetime;
 	struct conf_smarthost *smarthosts;
 	size_t nsmarthosts;
+	struct conf_listen metrics_listen;	/* spec NULL: off */
+	char *metrics_textfile;		/* NULL: off */
 };
 
 /* Parse and validate.  On failure returns NULL and appends one
@@ -126,6 +130,22 @@ int conf_resolve(const struct config *c, const char *addr, char ***out, char *er
 /* Envelope sender rewriting: a local sender becomes from_address when set,
  * else is qualified with hostname.  "" (null sender) stays "".  New string. */
 char *conf_rewrite_sender(const struct config *c, const char *sender);
+
+/* Sender-dependent smarthosts (conf/senders.c, DESIGN §9).  A pattern is
+ * LOCAL@DOMAIN: LOCAL is a local part or "*" (any), DOMAIN a domain, "*"
+ * (any) or "*.DOMAIN" (one or more labels in front of DOMAIN, not DOMAIN
+ * itself); compared without regard to ASCII case.  "*@*" matches every
+ * sender, the null sender <> included; nothing else matches <>.
+ * NULL when p is a valid pattern, else what is wrong with it. */
+const char *conf_sender_pattern_error(const char *p);
+bool conf_sender_match(const char *pattern, const char *sender);
+/* Whether mail from sender may go through sh (a section of c): through the
+ * sections whose patterns match it, or, when none does, the sections
+ * without senders. */
+bool conf_smarthost_serves(const struct config *c, const struct conf_smarthost *sh,
+    const char *sender);
+/* Whether every sender has a section: some section has no senders or a "*@*". */
+bool conf_senders_cover_all(const struct config *c);
 
 /* The alias entry for a local name (case-insensitive), or NULL. */
 const struct conf_alias *conf_alias_find(const struct config *c, const char *name);

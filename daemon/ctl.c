@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "daemon/metrics.h"
 #include "daemon/pickup.h"
 #include "daemon/relay.h"
 #include "daemon/sched.h"
@@ -547,8 +548,11 @@ static void ctl_status_smarthosts(FILE *f, struct daemon *d)
 			ctl_time(f, "  last error at: ", st[i].last_error_time);
 		if (st[i].held_until > 0)
 			ctl_time(f, "  held until: ", st[i].held_until);
+		metrics_status_smarthost(f, d, st[i].name);
 	}
 }
+
+static void ctl_metrics(struct ctl_client *cl, const char *arg);
 
 static void ctl_status(struct ctl_client *cl, const char *arg)
 {
@@ -558,7 +562,10 @@ static void ctl_status(struct ctl_client *cl, const char *arg)
 	struct ctl_out o;
 	char err[512];
 
-	(void)arg;
+	if (strcmp(arg, "json") == 0) {
+		ctl_metrics(cl, arg);
+		return;
+	}
 	if (!ctl_out_open(&o)) {
 		ctl_answer(cl, "error out of memory");
 		return;
@@ -576,7 +583,24 @@ static void ctl_status(struct ctl_client *cl, const char *arg)
 	for (size_t i = 0; i < d->conf->nlisten; i++)
 		fprintf(o.f, "%s%s", i ? ", " : " ", d->conf->listen[i].spec);
 	fputs(d->conf->nlisten ? "\n" : " none\n", o.f);
+	metrics_status_head(o.f, d);
 	ctl_status_smarthosts(o.f, d);
+	ctl_out_send(cl, &o, "ok");
+}
+
+/* "status json" and "metrics": the numbers of DESIGN §8 (daemon/metrics.h). */
+static void ctl_metrics(struct ctl_client *cl, const char *arg)
+{
+	struct ctl_out o;
+
+	if (!ctl_out_open(&o)) {
+		ctl_answer(cl, "error out of memory");
+		return;
+	}
+	if (strcmp(arg, "json") == 0)
+		metrics_write_json(o.f, cl->ctl->d);
+	else
+		metrics_write_prom(o.f, cl->ctl->d);
 	ctl_out_send(cl, &o, "ok");
 }
 
@@ -586,7 +610,7 @@ static const struct {
 } ctl_cmds[] = {
 	{ "ping", ctl_ping }, { "flush", ctl_flush }, { "queue", ctl_queue },
 	{ "show", ctl_show }, { "state", ctl_state }, { "delete", ctl_delete },
-	{ "status", ctl_status },
+	{ "status", ctl_status }, { "metrics", ctl_metrics },
 };
 
 static void ctl_request(struct ctl_client *cl, const char *req)

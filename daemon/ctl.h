@@ -9,6 +9,8 @@
  *   queue json      the queue as JSON (frontend/qjson.h)
  *   status          "key: value" lines: pid, version, started, uptime, config,
  *                   spool, queue and recipient counts, listen, each smarthost
+ *   status json     the same numbers as the metrics, one JSON object
+ *   metrics         Prometheus text format (daemon/metrics.h)
  *   show ID         envelope, recipients' state, header section
  *   state ID        "status queued|delivering|maildrop|finished", then per
  *                   recipient "rcpt STATE ATTEMPTS ADDRESS" and optionally

@@ -14,6 +14,7 @@
 #include <event2/listener.h>
 
 #include "daemon/sched.h"
+#include "daemon/stats.h"
 #include "frontend/handoff.h"
 #include "lib/log.h"
 #include "lib/usock.h"
@@ -76,6 +77,7 @@ static int handover_queue(struct handover *h, int fd, uid_t uid, char id[QID_SIZ
 	}
 	if (queue_accept_fd(h->d->queue, fd, (long)uid, id, err, errlen) < 0)
 		return -1;
+	stats_received(STATS_SRC_SENDMAIL);
 	sched_add(h->d->sched, id);
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include <event2/listener.h>
 
 #include "daemon/sched.h"
+#include "daemon/stats.h"
 #include "lib/log.h"
 #include "queue/submit.h"
 #include "smtp/server.h"
@@ -153,6 +154,7 @@ static int lsess_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_rep
 	log_info("%s: client=%s[%s]", id, s->name, s->ip);
 	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", id,
 	    s->sender ? s->sender : "", (unsigned long long)s->size, s->nrcpts);
+	stats_received(STATS_SRC_SMTP);
 	if (sched_add(s->l->d->sched, id) < 0)
 		log_err("%s: out of memory scheduling (delivered at the next queue scan)", id);
 	return 0;

@@ -22,11 +22,13 @@
 #include "daemon/daemon.h"
 #include "daemon/dsn.h"
 #include "daemon/listener.h"
+#include "daemon/metrics.h"
 #include "daemon/notify.h"
 #include "daemon/oauth2.h"
 #include "daemon/pickup.h"
 #include "daemon/relay.h"
 #include "daemon/sched.h"
+#include "daemon/stats.h"
 #include "lib/log.h"
 
 #define MAIN_GRACE 8			/* deliveries in progress may finish */
@@ -249,6 +251,7 @@ static void main_reload(struct main_state *m)
 	d->prev_conf = d->conf;
 	d->conf = c;
 	main_update_relay(d);
+	metrics_reload(d->metrics);
 	log_info("configuration reloaded");
 	notify_send("READY=1");
 }
@@ -403,6 +406,10 @@ static int main_privileged(struct daemon *d)
 		log_err("%s", err);
 		return EX_UNAVAILABLE;
 	}
+	if (!(d->metrics = metrics_new(d, err, sizeof(err)))) {
+		log_err("%s", err);
+		return EX_UNAVAILABLE;
+	}
 	if (pw && pw->pw_uid == 0)
 		log_warn("%s: user is root: running with full privileges", d->conf->path);
 	else if (pw && main_drop_privileges(pw) < 0)
@@ -438,6 +445,7 @@ static void main_cleanup(struct main_state *m)
 	listener_free(d->listener);
 	ctl_free(d->ctl);
 	handover_free(d->handover);
+	metrics_free(d->metrics);
 	pickup_free(d->pickup);
 	if (d->relay)
 		relay_free(d->relay);
@@ -459,6 +467,7 @@ static void main_cleanup(struct main_state *m)
 		queue_close(d->queue);
 	conf_free(d->prev_conf);
 	conf_free(d->conf);
+	stats_reset();
 }
 
 static int main_run(const char *path)
@@ -468,6 +477,7 @@ static int main_run(const char *path)
 
 	if (!(m.d.conf = main_load_config(path)))
 		return EX_CONFIG;
+	stats_start();
 	r = main_event_setup(&m.d) < 0 ? EX_OSERR : main_privileged(&m.d);
 	if (r == EX_OK)
 		r = main_serve(&m);

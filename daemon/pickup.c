@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "daemon/sched.h"
+#include "daemon/stats.h"
 #include "lib/log.h"
 
 #define PICKUP_TMP_AGE 3600		/* a sendmail that has not finished in an hour died */
@@ -53,6 +54,7 @@ int pickup_scan(struct pickup *p)
 			continue;
 		}
 		pickup_log(p, ids[i]);
+		stats_received(STATS_SRC_SENDMAIL);
 		if (sched_add(p->d->sched, ids[i]) < 0)
 			log_err("%s: out of memory scheduling", ids[i]);
 		moved++;

@@ -14,6 +14,7 @@
 #include "daemon/oauth2.h"
 #include "daemon/ratelimit.h"
 #include "daemon/secret.h"
+#include "daemon/stats.h"
 #include "daemon/tls.h"
 #include "lib/log.h"
 
@@ -47,6 +48,7 @@ struct relay_msg {
 	bool reuse_retried;
 	char reason[RELAY_REASON_MAX];	/* the last connection-level failure */
 	char relay[RELAY_PEER_MAX];	/* its relay= text */
+	char shname[72];		/* the smarthost it was last queued for */
 	/* The transaction in progress: */
 	struct relay_conn *rc;
 	const char **addrs;
@@ -257,6 +259,8 @@ static void relay_outcome(struct relay_msg *m, struct relay_rcpt *rr, enum q_rcp
 	rr->reason = strdup(reason ? reason : "");
 	m->nopen--;
 	relay_log_outcome(m, rr, relay, tls);
+	stats_outcome(m->shname, st, relay, rr->reason, relay_wall() -
+	    (m->env->arrival_us ? (double)m->env->arrival_us / 1e6 : relay_wall()));
 	/* Kept as the recipient's last_reason: `smtprelay send-test` and
 	 * `show` report where a delivered message went. */
 	if (st == Q_DELIVERED && rr->reason) {
@@ -307,6 +311,7 @@ static void relay_defer_all(struct relay_msg *m, const char *relay, const char *
 static void relay_enqueue(struct relay_sh *sh, struct relay_msg *m, bool front)
 {
 	m->sh = sh;
+	relay_copy(m->shname, sizeof(m->shname), sh->conf->name);
 	if (front)
 		TAILQ_INSERT_HEAD(&sh->waiting, m, link);
 	else
@@ -347,6 +352,8 @@ static void relay_route(struct relay_msg *m, size_t start)
 	for (size_t i = start; i < r->nshs; i++) {
 		struct relay_sh *sh = r->shs[i];
 
+		if (!conf_smarthost_serves(r->conf, sh->conf, m->env->sender))
+			continue;	/* senders = {...}: not this sender's (§9) */
 		if (sh->down_until > now) {
 			snprintf(m->reason, sizeof(m->reason), "delivery temporarily suspended: %s",
 			    sh->last_error);
@@ -356,6 +363,9 @@ static void relay_route(struct relay_msg *m, size_t start)
 		relay_enqueue(sh, m, false);
 		return;
 	}
+	if (!m->reason[0] && start == 0)
+		snprintf(m->reason, sizeof(m->reason), "no smarthost serves sender <%s> in %s",
+		    m->env->sender, r->conf->path);
 	if (!m->reason[0])
 		snprintf(m->reason, sizeof(m->reason), "no smarthost could be reached");
 	relay_defer_all(m, m->relay[0] ? m->relay : "none", NULL, m->reason);
@@ -571,6 +581,8 @@ static void relay_conn_failed(struct relay_sh *sh, size_t walk, enum conn_verdic
 
 	if (v == CONN_OK || r->shutting_down)
 		return;
+	stats_conn_failure(sh->conf->name, sh->conf->ports[relay_port_at(sh, walk)].port,
+	    conn_verdict_name(v));
 	relay_note_error(sh, reason);
 	if (sh->retired)
 		return;
@@ -751,6 +763,8 @@ static void relay_on_ready(struct conn *c, void *arg)
 			sh->sticky = rc->port;
 			relay_set_portname(sh);
 		}
+		if (conn_tls(c) && conn_tls(c)->active)
+			stats_tls(sh->conf->name, conn_tls(c)->version);
 		log_debug("smarthost %s: session up with %s (%ld ms)", sh->conf->name,
 		    conn_peer(c), conn_elapsed_ms(c));
 	}

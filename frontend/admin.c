@@ -52,7 +52,8 @@ static void admin_usage(FILE *f)
 	    "  flush                      retry deferred mail now\n"
 	    "  delete ID... | --all       remove messages (root or the service user)\n"
 	    "  show ID                    a message's envelope, recipients and headers\n"
-	    "  status                     daemon, queue counts, smarthosts\n"
+	    "  status [--json]            daemon, queue counts, smarthosts, counters\n"
+	    "  metrics                    the counters in Prometheus text format\n"
 	    "  check-config               check the configuration (like smtprelayd -t)\n"
 	    "  send-test [--wait SECONDS] ADDRESS\n"
 	    "                             queue a test message and wait for the outcome\n"
@@ -485,12 +486,34 @@ static int admin_status_down(const struct admin *a, const char *why)
 	return ADMIN_EXIT_DOWN;
 }
 
+/* status --json: the daemon's numbers, or why there are none. */
+static int admin_status_json(struct admin *a)
+{
+	struct admin_answer ans;
+	enum control_result r = admin_ask(a, "status json", &ans);
+	int rc;
+
+	if (r == CONTROL_OK) {
+		rc = admin_write_out(ans.text, ans.len);
+	} else {
+		printf("{\"running\": false, \"error\": ");
+		qjson_string(stdout, r == CONTROL_ERROR ? ans.status : r == CONTROL_DOWN ?
+		    "nothing answers on the control socket" : ans.err);
+		printf("}\n");
+		rc = ADMIN_EXIT_DOWN;
+	}
+	admin_answer_free(&ans);
+	return rc;
+}
+
 static int admin_status(struct admin *a, int argc, char **argv)
 {
 	struct admin_answer ans;
 	enum control_result r;
 	int rc;
 
+	if (argc == 2 && strcmp(argv[1], "--json") == 0)
+		return admin_status_json(a);
 	if (argc > 1)
 		return admin_bad_usage("status: unexpected argument \"%s\"", argv[1]);
 	r = admin_ask(a, "status", &ans);
@@ -502,6 +525,29 @@ static int admin_status(struct admin *a, int argc, char **argv)
 	} else {
 		fprintf(stderr, "smtprelay: %s\n", r == CONTROL_ERROR ? ans.status : ans.err);
 		rc = admin_status_down(a, "the control socket does not answer properly");
+	}
+	admin_answer_free(&ans);
+	return rc;
+}
+
+/* ---- metrics ---- */
+
+static int admin_metrics(struct admin *a, int argc, char **argv)
+{
+	struct admin_answer ans;
+	enum control_result r;
+	int rc;
+
+	if (argc > 1)
+		return admin_bad_usage("metrics: unexpected argument \"%s\"", argv[1]);
+	r = admin_ask(a, "metrics", &ans);
+	if (r == CONTROL_OK) {
+		rc = admin_write_out(ans.text, ans.len);
+	} else {
+		fprintf(stderr, "smtprelay: metrics: %s (the counters live in the daemon: start "
+		    "smtprelayd)\n", r == CONTROL_ERROR ? ans.status : r == CONTROL_DOWN ?
+		    "smtprelayd is not running (nothing answers on the control socket)" : ans.err);
+		rc = r == CONTROL_ERROR ? admin_refused(ans.status) : ADMIN_EXIT_DOWN;
 	}
 	admin_answer_free(&ans);
 	return rc;
@@ -832,7 +878,7 @@ static const struct {
 	{ "queue", admin_queue }, { "flush", admin_flush }, { "delete", admin_delete },
 	{ "show", admin_show }, { "status", admin_status }, { "check-config", admin_check_config },
 	{ "send-test", admin_send_test }, { "probe", admin_probe },
-	{ "oauth2-login", admin_oauth2_login },
+	{ "oauth2-login", admin_oauth2_login }, { "metrics", admin_metrics },
 };
 
 /* 1 to go on, or an exit status (-h, -V, usage). */

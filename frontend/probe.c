@@ -581,6 +581,11 @@ static void probe_print_text(FILE *out, const struct probe_result *r)
 	fprintf(out, ": %s %s\n", r->verdict, r->summary);
 	for (size_t i = 0; i < r->nnotes; i++)
 		fprintf(out, "    %s\n", r->notes[i]);
+	/* With senders = {...} the section is not everyone's (DESIGN §9). */
+	for (size_t i = 0; i < r->sh->nsenders; i++)
+		fprintf(out, "%s%s", i ? ", " : "    serves senders: ", r->sh->senders[i]);
+	if (r->sh->nsenders)
+		fputc('\n', out);
 }
 
 /* Length of the valid UTF-8 sequence at s (1..4), 0 when invalid. */

@@ -12,7 +12,8 @@
  * will use: "delivery will use NAME HOST:PORT/MODE" or "no usable port:
  * mail will stay queued".  With json, a JSON array of one object per port
  * instead (keys smarthost, host, port, mode, verdict, detail, tls_version,
- * cipher, auth_mechanisms, elapsed_ms).
+ * cipher, auth_mechanisms, elapsed_ms: DESIGN §6's list, kept exact).  In
+ * text, a section with senders = {...} adds a "serves senders:" line.
  */
 #ifndef SMTPRELAY_PROBE_H
 #define SMTPRELAY_PROBE_H

@@ -1,0 +1,54 @@
+/* Exposition of the daemon's state (DESIGN §8): Prometheus text format
+ * 0.0.4, `status --json`, and the since-start lines of `smtprelay status`.
+ *
+ * The numbers come from daemon/stats (counters), the relay (current port,
+ * throttling, last error) and one pass over the queue (messages by state,
+ * oldest age).  Served three ways: on metrics_listen over HTTP (libevent's
+ * evhttp: GET /metrics only; other paths 404, other methods 405, oversized
+ * requests are refused, a client idle for METRICS_HTTP_TIMEOUT seconds is
+ * dropped), into metrics_textfile every METRICS_TEXTFILE_PERIOD seconds
+ * (written beside it, then renamed over it: node_exporter never reads half
+ * a file), and through the control socket (`smtprelay metrics`).  The HTTP
+ * server and the file writer are on the event loop, like delivery; a
+ * failure of either is logged and never stops the daemon.
+ *
+ * Families (names and labels are the contract): smtprelay_build_info,
+ * smtprelay_queue_messages{state}, smtprelay_queue_oldest_age_seconds,
+ * smtprelay_received_messages_total{source}, smtprelay_delivered_,
+ * _deferred_ (with reason) and _bounced_recipients_total{smarthost},
+ * smtprelay_connection_failures_total{smarthost,port,verdict},
+ * smtprelay_tls_connections_total{smarthost,version},
+ * smtprelay_delivery_duration_seconds (histogram), smtprelay_throttled.
+ */
+#ifndef SMTPRELAY_METRICS_H
+#define SMTPRELAY_METRICS_H
+
+#include <stdio.h>
+
+#include "daemon/daemon.h"
+
+#define METRICS_TEXTFILE_PERIOD 15
+#define METRICS_HTTP_TIMEOUT 10
+#define METRICS_HTTP_MAX_HEADERS 8192
+
+/* Start serving metrics_listen and writing metrics_textfile (each only
+ * when configured).  NULL with err when metrics_listen cannot be bound. */
+struct metrics *metrics_new(struct daemon *d, char *err, size_t errlen);
+/* After SIGHUP: a changed metrics_listen is bound anew (on failure the old
+ * one is kept, logged); metrics_textfile is read from d->conf each time. */
+void metrics_reload(struct metrics *m);
+void metrics_free(struct metrics *m);
+
+/* The Prometheus text; 0, or -1 with errno when out could not be written. */
+int metrics_write_prom(FILE *out, struct daemon *d);
+/* The same numbers as one JSON object (`smtprelay status --json`). */
+void metrics_write_json(FILE *out, struct daemon *d);
+/* name="value" with the text format's escapes (backslash, double quote,
+ * line feed). */
+void metrics_label(FILE *out, const char *name, const char *value);
+/* Extra lines of `smtprelay status`: received counts, oldest message. */
+void metrics_status_head(FILE *out, struct daemon *d);
+/* Since-start lines of one smarthost (indented, after its status line). */
+void metrics_status_smarthost(FILE *out, struct daemon *d, const char *name);
+
+#endif
