@@ -1049,7 +1049,8 @@ static void conf_build_dkim_headers(struct conf_ctx *x, cfg_t *sec, struct conf_
 
 		if (!conf_dkim_header_ok(v)) {
 			conf_bad(x, conf_line_of(x, sec, "headers", (unsigned)i), "headers", v,
-			    "not a header field name (e.g. \"subject\")");
+			    "not a header field name that can be signed (e.g. \"subject\"; "
+			    "not received or dkim-signature)");
 			continue;
 		}
 		if (!(d->headers[d->nheaders] = strdup(v))) {

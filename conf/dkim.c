@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* No Message-ID: some smarthosts (Amazon SES) replace it in transit. */
 const char *const conf_dkim_default_headers[] = {
@@ -33,10 +34,12 @@ bool conf_dkim_selector_ok(const char *s)
 	return label > 0;
 }
 
-/* A header field name (RFC 5322 ftext): printable ASCII except ':'. */
+/* A header field name (RFC 5322 ftext): printable ASCII except ':'.
+ * Received (ours is prepended, relays add theirs) and DKIM-Signature change
+ * in transit: signing them would only make signatures fail. */
 bool conf_dkim_header_ok(const char *s)
 {
-	if (!s || !*s)
+	if (!s || !*s || strcasecmp(s, "received") == 0 || strcasecmp(s, "dkim-signature") == 0)
 		return false;
 	for (const char *p = s; *p; p++)
 		if ((unsigned char)*p < 33 || (unsigned char)*p > 126 || *p == ':')

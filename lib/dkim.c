@@ -245,6 +245,10 @@ static void dkim_body_put(struct dkim_body *b, const char *s, size_t n)
 		b->out(b->arg, b->obuf, b->olen);
 		b->olen = 0;
 	}
+	if (n > sizeof(b->obuf)) {
+		b->out(b->arg, s, n);
+		return;
+	}
 	memcpy(b->obuf + b->olen, s, n);
 	b->olen += n;
 }
@@ -285,10 +289,30 @@ static void dkim_body_byte(struct dkim_body *b, char c)
 	}
 }
 
+static bool dkim_plain(char c)
+{
+	return c != ' ' && c != '\t' && c != '\r' && c != '\n';
+}
+
 void dkim_body_input(struct dkim_body *b, const char *data, size_t len)
 {
-	for (size_t i = 0; i < len; i++)
-		dkim_body_byte(b, data[i]);
+	size_t i = 0;
+
+	while (i < len) {
+		size_t j = i;
+
+		/* Fast path: inside a line, bytes other than WSP and line ends
+		 * pass unchanged (35 MiB would otherwise take a byte at a time). */
+		if (b->in_line && !b->wsp && !b->cr)
+			while (j < len && dkim_plain(data[j]))
+				j++;
+		if (j > i) {
+			dkim_body_put(b, data + i, j - i);
+			i = j;
+		} else {
+			dkim_body_byte(b, data[i++]);
+		}
+	}
 }
 
 void dkim_body_finish(struct dkim_body *b)

@@ -1130,6 +1130,8 @@ static const struct {
 	  "signing domain" },
 	{ "dkim \"example.com\" {\n  selector = \"s\"\n  key_file = \"/k\"\n"
 	  "  headers = {\"from\", \"bad:name\"}\n}\n", 4, "not a header field name" },
+	{ "dkim \"example.com\" {\n  selector = \"s\"\n  key_file = \"/k\"\n"
+	  "  headers = {\"Received\"}\n}\n", 4, "not received or dkim-signature" },
 	{ "dkim \"example.com\" {\n  selector = \"s\"\n  key_file = \"/k\"\n  l = \"1\"\n}\n", 4,
 	  "unknown key \"l\" in dkim" },
 	{ "dkim \"example.com\" {\n  selector = \"s\"\n  key_file = \"/k\"\n}\n"
