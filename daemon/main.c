@@ -204,6 +204,10 @@ static int main_deliver(void *ctx, struct q_envelope *env, sched_done_fn done, v
 /* Mail goes out only with a smarthost; without one it stays queued. */
 static int main_update_relay(struct daemon *d)
 {
+	/* Even without smarthosts now: messages still in the relay must not
+	 * meet a freed signer. */
+	if (d->relay)
+		relay_set_signer(d->relay, d->signer);
 	if (d->conf->nsmarthosts == 0) {
 		log_warn("%s: no smarthost configured: mail will stay queued", d->conf->path);
 		sched_set_deliverer(d->sched, NULL, NULL);
