@@ -98,7 +98,8 @@ static int signer_feed(struct dkim_sign *ds, int fd, char *err, size_t errlen)
 	}
 	while ((n = pread(fd, chunk, SIGNER_READ, off)) > 0) {
 		off += n;
-		if (dkim_sign_input(ds, chunk, (size_t)n) < 0)
+		/* Mail we do not sign is not read to its end. */
+		if (dkim_sign_input(ds, chunk, (size_t)n) < 0 || dkim_sign_unwanted(ds))
 			break;
 	}
 	free(chunk);

@@ -453,6 +453,7 @@ struct dkim_sign {
 	time_t now;
 	struct buf hdr;			/* the header section, without the empty line */
 	bool in_header, bol, blank_cr, failed;
+	int unwanted;			/* -1 not known yet, else dkim_sign_unwanted() */
 	int errnum;			/* why failed */
 	struct dkim_body body;
 	EVP_MD_CTX *bh;			/* SHA-256 of the canonical body */
@@ -478,6 +479,7 @@ struct dkim_sign *dkim_sign_new(const struct dkim_signer *signers, size_t n, tim
 	s->nsigners = n;
 	s->now = now;
 	s->in_header = s->bol = true;
+	s->unwanted = -1;
 	buf_init(&s->hdr, DKIM_HEADER_MAX);
 	dkim_body_init(&s->body, dkim_sign_body_out, s);
 	if (!(s->bh = EVP_MD_CTX_new()) || EVP_DigestInit_ex(s->bh, EVP_sha256(), NULL) != 1) {
@@ -697,6 +699,27 @@ static int dkim_sign_all(struct dkim_sign *s, struct buf *out, char *err, size_t
 	free(domain);
 	free(bh);
 	return r;
+}
+
+bool dkim_sign_unwanted(struct dkim_sign *s)
+{
+	size_t nf;
+	struct dkim_field *f;
+	char *domain;
+
+	if (s->in_header || s->failed)
+		return false;
+	if (s->unwanted >= 0)
+		return s->unwanted;
+	f = dkim_fields(s->hdr.data ? s->hdr.data : "", s->hdr.len, &nf);
+	domain = f ? dkim_msg_domain(f, nf) : NULL;
+	s->unwanted = f != NULL;
+	for (size_t i = 0; domain && i < s->nsigners; i++)
+		if (strcasecmp(s->signers[i].domain, domain) == 0)
+			s->unwanted = 0;
+	free(f);
+	free(domain);
+	return s->unwanted;
 }
 
 int dkim_sign_finish(struct dkim_sign *s, char **out, size_t *outlen, char *err, size_t errlen)

@@ -89,6 +89,9 @@ struct dkim_sign;
 struct dkim_sign *dkim_sign_new(const struct dkim_signer *signers, size_t n, time_t now);
 /* 0, or -1 when the header section exceeds DKIM_HEADER_MAX (sticky). */
 int dkim_sign_input(struct dkim_sign *s, const char *data, size_t len);
+/* true once the header section is complete and no signer has the From:
+ * domain: the rest of the message need not be fed (finish gives ""). */
+bool dkim_sign_unwanted(struct dkim_sign *s);
 /* End of message.  *out: the DKIM-Signature fields (CRLF-terminated, folded
  * under 78 columns) of every signer whose domain is the From: domain, ""
  * when none is (or there is no single From: address); malloc'd.  -1 with a

@@ -239,6 +239,19 @@ START_TEST(test_sign_selection)
 	none = sign_msg(sg, 2, other, 4);
 	ck_assert_str_eq(none, "");
 	free(none);
+	{
+		struct dkim_sign *ds = dkim_sign_new(sg, 2, 0);
+
+		ck_assert_int_eq(dkim_sign_input(ds, other, 20), 0);
+		ck_assert(!dkim_sign_unwanted(ds));	/* header section not complete */
+		ck_assert_int_eq(dkim_sign_input(ds, other + 20, strlen(other) - 20), 0);
+		ck_assert(dkim_sign_unwanted(ds));
+		dkim_sign_free(ds);
+		ds = dkim_sign_new(sg, 2, 0);
+		ck_assert_int_eq(dkim_sign_input(ds, rfc_msg, strlen(rfc_msg)), 0);
+		ck_assert(!dkim_sign_unwanted(ds));
+		dkim_sign_free(ds);
+	}
 	none = sign_msg(sg, 2, twofrom, 4);
 	ck_assert_str_eq(none, "");
 	free(none);
