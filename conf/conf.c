@@ -237,8 +237,8 @@ static void conf_unknown_key(struct conf_ctx *x, cfg_t *cfg, const char *name)
 		return;
 	x->unknown_line = cfg->line;
 	if (cfg->title)
-		conf_err(x, cfg->line, "unknown key \"%.100s\" in smarthost \"%.100s\" "
-		    "(see smtprelay.conf(5))", name, cfg->title);
+		conf_err(x, cfg->line, "unknown key \"%.100s\" in %s \"%.100s\" "
+		    "(see smtprelay.conf(5))", name, cfg->name, cfg->title);
 	else
 		conf_err(x, cfg->line, "unknown key \"%.100s\" (see smtprelay.conf(5))", name);
 }
@@ -382,6 +382,8 @@ static const char *const conf_sh_keys[] = {
 };
 static const char *const conf_sh_lists[] = { "ports", "auth", "senders", CONF_SECTION_LINE,
 	NULL };
+static const char *const conf_dkim_keys[] = { "selector", "key_file", NULL };
+static const char *const conf_dkim_lists[] = { "headers", CONF_SECTION_LINE, NULL };
 
 static bool conf_known(const char *const *keys, const char *name)
 {
@@ -414,6 +416,7 @@ static size_t conf_opts_fill(cfg_opt_t *opts, const char *const *keys, const cha
 struct conf_opts {
 	cfg_opt_t root[CONF_NOPTS];
 	cfg_opt_t sh[CONF_NOPTS];
+	cfg_opt_t dkim[8];
 	cfg_opt_t aliases[1];
 };
 
@@ -422,15 +425,21 @@ static void conf_opts_init(struct conf_opts *o)
 	static const cfg_opt_t end = CFG_END();
 	cfg_opt_t aliases = CFG_SEC("aliases", o->aliases, CFGF_KEYSTRVAL);
 	cfg_opt_t sh = CFG_SEC("smarthost", o->sh, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
+	/* Title dupes allowed: two selectors for one domain dual-sign. */
+	cfg_opt_t dkim = CFG_SEC("dkim", o->dkim, CFGF_MULTI | CFGF_TITLE);
 	size_t n;
 
 	o->aliases[0] = end;
 	n = conf_opts_fill(o->sh, conf_sh_keys, conf_sh_lists);
 	o->sh[n - 1].def.parsed = (char *)"{0}";
 	o->sh[n] = end;
+	n = conf_opts_fill(o->dkim, conf_dkim_keys, conf_dkim_lists);
+	o->dkim[n - 1].def.parsed = (char *)"{0}";
+	o->dkim[n] = end;
 	n = conf_opts_fill(o->root, conf_root_keys, conf_root_lists);
 	o->root[n++] = aliases;
 	o->root[n++] = sh;
+	o->root[n++] = dkim;
 	o->root[n] = end;
 }
 
@@ -448,6 +457,14 @@ static void conf_set_validators(cfg_t *cfg)
 	}
 	for (const char *const *k = conf_sh_lists; *k; k++) {
 		snprintf(path, sizeof(path), "smarthost|%s", *k);
+		cfg_set_validate_func(cfg, path, conf_note_line);
+	}
+	for (const char *const *k = conf_dkim_keys; *k; k++) {
+		snprintf(path, sizeof(path), "dkim|%s", *k);
+		cfg_set_validate_func(cfg, path, conf_note_line);
+	}
+	for (const char *const *k = conf_dkim_lists; *k; k++) {
+		snprintf(path, sizeof(path), "dkim|%s", *k);
 		cfg_set_validate_func(cfg, path, conf_note_line);
 	}
 	cfg_set_validate_func(cfg, "aliases", conf_note_line);
@@ -1079,6 +1096,96 @@ static void conf_build_smarthosts(struct conf_ctx *x, cfg_t *cfg, struct config 
 		    c->smarthosts[n - 1].name);
 }
 
+/* ---- dkim sections (DESIGN §7; values checked in conf/dkim.c) ---- */
+
+static void conf_build_dkim_headers(struct conf_ctx *x, cfg_t *sec, struct conf_dkim *d)
+{
+	struct conf_list l;
+	size_t ndefs = 0;
+
+	while (conf_dkim_default_headers[ndefs])
+		ndefs++;
+	conf_list_open(&l, sec, "headers", conf_dkim_default_headers, ndefs);
+	if (!(d->headers = calloc(l.n ? l.n : 1, sizeof(*d->headers)))) {
+		conf_oom(x);
+		return;
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		const char *v = conf_list_at(&l, i);
+
+		if (!conf_dkim_header_ok(v)) {
+			conf_bad(x, conf_line_of(x, sec, "headers", (unsigned)i), "headers", v,
+			    "not a header field name that can be signed (e.g. \"subject\"; "
+			    "not received or dkim-signature)");
+			continue;
+		}
+		if (!(d->headers[d->nheaders] = strdup(v))) {
+			conf_oom(x);
+			return;
+		}
+		for (char *p = d->headers[d->nheaders]; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		d->nheaders++;
+	}
+}
+
+static void conf_build_dkim(struct conf_ctx *x, cfg_t *sec, struct conf_dkim *d)
+{
+	const char *title = cfg_title(sec);
+
+	d->line = conf_line_of(x, sec, CONF_SECTION_LINE, 0);
+	if (!(d->domain = strdup(title ? title : ""))) {
+		conf_oom(x);
+		return;
+	}
+	for (char *p = d->domain; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (!addr_valid_domain(d->domain, false) || !strchr(d->domain, '.'))
+		conf_err(x, d->line, "dkim \"%.100s\": the title must be the signing domain "
+		    "(e.g. dkim \"example.com\")", d->domain);
+	if (!conf_get_str(x, sec, "selector", &d->selector))
+		conf_err(x, d->line, "dkim \"%.100s\": selector is missing", d->domain);
+	else if (!conf_dkim_selector_ok(d->selector))
+		conf_bad(x, conf_key_line(x, sec, "selector"), "selector", d->selector,
+		    "use DNS labels: letters, digits, '-', '_', separated by '.'");
+	if (!conf_get_str(x, sec, "key_file", &d->key_file))
+		conf_err(x, d->line, "dkim \"%.100s\": key_file is missing (make one with "
+		    "smtprelay dkim-keygen)", d->domain);
+	else if (d->key_file[0] != '/')
+		conf_bad(x, conf_key_line(x, sec, "key_file"), "key_file", d->key_file,
+		    "must be an absolute path (starting with /)");
+	conf_build_dkim_headers(x, sec, d);
+}
+
+static void conf_check_dkim_dupes(struct conf_ctx *x, const struct config *c)
+{
+	for (size_t i = 0; i < c->ndkim; i++)
+		for (size_t j = 0; j < i; j++)
+			if (c->dkim[i].selector && c->dkim[j].selector
+			    && strcmp(c->dkim[i].domain, c->dkim[j].domain) == 0
+			    && strcmp(c->dkim[i].selector, c->dkim[j].selector) == 0)
+				conf_err(x, c->dkim[i].line, "dkim \"%s\": selector \"%s\" "
+				    "already used at line %d", c->dkim[i].domain,
+				    c->dkim[i].selector, c->dkim[j].line);
+}
+
+static void conf_build_dkims(struct conf_ctx *x, cfg_t *cfg, struct config *c)
+{
+	unsigned n = cfg_size(cfg, "dkim");
+
+	if (n == 0)
+		return;
+	if (!(c->dkim = calloc(n, sizeof(*c->dkim)))) {
+		conf_oom(x);
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		c->ndkim++;
+		conf_build_dkim(x, cfg_getnsec(cfg, "dkim", i), &c->dkim[i]);
+	}
+	conf_check_dkim_dupes(x, c);
+}
+
 /* ---- aliases and leftovers ---- */
 
 static void conf_build_alias_block(struct conf_ctx *x, cfg_t *cfg, struct config *c)
@@ -1149,7 +1256,10 @@ static struct config *conf_build(struct conf_ctx *x, cfg_t *cfg)
 	for (unsigned i = 0; i < cfg_size(cfg, "smarthost"); i++)
 		conf_check_unknown(x, cfg_getnsec(cfg, "smarthost", i), conf_sh_keys, conf_sh_lists);
 	conf_build_root(x, cfg, c);
+	for (unsigned i = 0; i < cfg_size(cfg, "dkim"); i++)
+		conf_check_unknown(x, cfg_getnsec(cfg, "dkim", i), conf_dkim_keys, conf_dkim_lists);
 	conf_build_smarthosts(x, cfg, c);
+	conf_build_dkims(x, cfg, c);
 	conf_build_aliases(x, cfg, c);
 	return c;
 }
@@ -1298,6 +1408,9 @@ void conf_free(struct config *c)
 	for (size_t i = 0; i < c->nsmarthosts; i++)
 		conf_free_smarthost(&c->smarthosts[i]);
 	free(c->smarthosts);
+	for (size_t i = 0; i < c->ndkim; i++)
+		conf_dkim_free(&c->dkim[i]);
+	free(c->dkim);
 	conf_aliases_free(c);
 	free(c->path);
 	free(c->hostname);

@@ -70,6 +70,17 @@ struct conf_smarthost {
 	size_t nsenders;
 };
 
+/* dkim "DOMAIN" { } (DESIGN §7): the key is loaded by daemon/signer.c,
+ * not here (the sendmail front end links conf/ without OpenSSL). */
+struct conf_dkim {
+	char *domain;			/* the title, lower case */
+	int line;			/* config line of the section */
+	char *selector;
+	char *key_file;
+	char **headers;			/* lower case; From is signed whether listed or not */
+	size_t nheaders;
+};
+
 struct conf_alias {
 	char *name;			/* local name, lower-cased */
 	char **targets;			/* addresses or local names */
@@ -103,6 +114,8 @@ struct config {
 	size_t nsmarthosts;
 	struct conf_listen metrics_listen;	/* spec NULL: off */
 	char *metrics_textfile;		/* NULL: off */
+	struct conf_dkim *dkim;		/* in config order */
+	size_t ndkim;
 };
 
 /* Parse and validate.  On failure returns NULL and appends one
@@ -180,6 +193,12 @@ int conf_parse_listen(const char *s, struct conf_listen *out, char *err, size_t 
 /* "ADDR/PREFIX" or a bare address (host route); host bits are zeroed and
  * reported in *host_bits. */
 int conf_parse_cidr(const char *s, struct conf_cidr *out, bool *host_bits, char *err, size_t errlen);
+/* conf/dkim.c: the dkim section's value checks (conf.c collects the errors). */
+extern const char *const conf_dkim_default_headers[];
+bool conf_dkim_selector_ok(const char *s);
+bool conf_dkim_header_ok(const char *s);
+void conf_dkim_free(struct conf_dkim *d);
+
 /* true if sa (AF_INET, or AF_INET6 incl. v4-mapped) is inside the network. */
 bool conf_cidr_match(const struct conf_cidr *n, const struct sockaddr *sa);
 

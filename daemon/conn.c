@@ -916,7 +916,13 @@ struct conn *conn_new(struct event_base *base, struct evdns_base *dns, const str
 
 int conn_send(struct conn *c, const struct smtp_client_msg *m, int content_fd)
 {
-	if (c->phase != PH_SESSION || c->dead || content_fd < 0
+	return conn_send_prefixed(c, m, NULL, 0, content_fd);
+}
+
+int conn_send_prefixed(struct conn *c, const struct smtp_client_msg *m, const char *prefix,
+    size_t plen, int content_fd)
+{
+	if (plen > CONN_CHUNK || c->phase != PH_SESSION || c->dead || content_fd < 0
 	    || smtp_client_action(c->cl) != SMTP_CLIENT_READY) {
 		errno = EINVAL;
 		return -1;
@@ -931,7 +937,11 @@ int conn_send(struct conn *c, const struct smtp_client_msg *m, int content_fd)
 		return -1;
 	}
 	c->fd = content_fd;
-	c->clen = c->coff = 0;
+	/* The prefix goes out as the first chunk of content. */
+	if (plen)
+		memcpy(c->chunk, prefix, plen);
+	c->clen = plen;
+	c->coff = 0;
 	c->ceof = false;
 	c->ready_told = c->done_told = false;
 	conn_kick(c);

@@ -90,6 +90,10 @@ struct conn *conn_new(struct event_base *base, struct evdns_base *dns, const str
  * and closes it.  -1 with errno (EINVAL: not ready, bad envelope; ENOMEM)
  * leaves content_fd to the caller.  msg_done() or closed() follows. */
 int conn_send(struct conn *c, const struct smtp_client_msg *m, int content_fd);
+/* The same with prefix (at most 64 KiB, copied) sent before the content:
+ * the DKIM-Signature fields.  m->size must include it. */
+int conn_send_prefixed(struct conn *c, const struct smtp_client_msg *m, const char *prefix,
+    size_t plen, int content_fd);
 /* After msg_done: RSET and back to ready (ready() is called again). */
 void conn_reset(struct conn *c);
 /* Polite end: QUIT, then closed(CONN_OK). */

@@ -26,6 +26,7 @@ struct ctl;
 struct handover;
 struct dsn_limit;
 struct metrics;
+struct signer;
 
 struct daemon {
 	struct event_base *base;
@@ -41,6 +42,7 @@ struct daemon {
 	struct handover *handover;	/* public/submit for front ends without setgid */
 	struct dsn_limit *dsn_limit;
 	struct metrics *metrics;	/* metrics_listen, metrics_textfile (§8) */
+	struct signer *signer;		/* DKIM keys of conf (daemon/signer.h) */
 	bool stopping;
 };
 

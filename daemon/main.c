@@ -29,6 +29,7 @@
 #include "daemon/relay.h"
 #include "daemon/sched.h"
 #include "daemon/stats.h"
+#include "daemon/signer.h"
 #include "lib/log.h"
 
 #define MAIN_GRACE 8			/* deliveries in progress may finish */
@@ -90,6 +91,19 @@ static void main_warn_lines(char *text)
 		log_warn("%s", line);
 }
 
+/* DKIM keys must load, or a configured signer would send unsigned mail. */
+static int main_check_dkim(const struct config *c)
+{
+	char *errors = NULL;
+	struct signer *s = signer_load(c, &errors);
+
+	if (!s)
+		fputs(errors ? errors : "out of memory loading DKIM keys\n", stderr);
+	free(errors);
+	signer_free(s);
+	return s ? 0 : -1;
+}
+
 /* -t: exit 0 if the configuration is usable, 78 with FILE:LINE messages if not. */
 static int main_check_config(const char *path)
 {
@@ -104,6 +118,10 @@ static int main_check_config(const char *path)
 	if (conf_load_secrets(c, NULL, &errors) < 0 && errors)
 		main_warn_lines(errors);
 	free(errors);
+	if (main_check_dkim(c) < 0) {
+		conf_free(c);
+		return EX_CONFIG;
+	}
 	if (c->nsmarthosts == 0)
 		log_warn("%s: no smarthost configured: mail will stay queued", path);
 	hostdefaults_warn(c);
@@ -190,6 +208,10 @@ static int main_deliver(void *ctx, struct q_envelope *env, sched_done_fn done, v
 /* Mail goes out only with a smarthost; without one it stays queued. */
 static int main_update_relay(struct daemon *d)
 {
+	/* Even without smarthosts now: messages still in the relay must not
+	 * meet a freed signer. */
+	if (d->relay)
+		relay_set_signer(d->relay, d->signer);
 	if (d->conf->nsmarthosts == 0) {
 		log_warn("%s: no smarthost configured: mail will stay queued", d->conf->path);
 		sched_set_deliverer(d->sched, NULL, NULL);
@@ -204,6 +226,7 @@ static int main_update_relay(struct daemon *d)
 	} else if (relay_reload(d->relay, d->conf) < 0) {
 		log_err("delivery engine: out of memory applying the new configuration");
 	}
+	relay_set_signer(d->relay, d->signer);
 	sched_set_deliverer(d->sched, main_deliver, d);
 	return 0;
 }
@@ -232,6 +255,7 @@ static void main_reload(struct main_state *m)
 	struct daemon *d = &m->d;
 	char *errors = NULL;
 	struct config *c;
+	struct signer *signer, *old_signer;
 
 	notify_reloading();
 	log_info("reloading %s", m->conf_path);
@@ -245,13 +269,25 @@ static void main_reload(struct main_state *m)
 	if (conf_load_secrets(c, d->conf, &errors) < 0 && errors)
 		main_log_lines(LOG_WARNING, errors);
 	free(errors);
+	errors = NULL;
+	if (!(signer = signer_load(c, &errors))) {
+		main_log_lines(LOG_ERR, errors ? errors : (char[]){ "cannot load DKIM keys" });
+		log_err("%s: not reloaded: still running on the previous configuration", m->conf_path);
+		free(errors);
+		conf_free(c);
+		notify_send("READY=1");
+		return;
+	}
 	main_reload_warnings(d, c);
 	/* The relay may still use the outgoing config until the next reload. */
 	conf_free(d->prev_conf);
 	d->prev_conf = d->conf;
 	d->conf = c;
+	old_signer = d->signer;
+	d->signer = signer;
 	main_update_relay(d);
 	metrics_reload(d->metrics);
+	signer_free(old_signer);
 	log_info("configuration reloaded");
 	notify_send("READY=1");
 }
@@ -381,6 +417,21 @@ static int main_check_oauth2_files(const struct config *c)
 	return r;
 }
 
+/* As the service user, as SIGHUP will: a key it cannot read stops the
+ * start (exit 78) rather than letting mail go out unsigned. */
+static int main_load_dkim(struct daemon *d)
+{
+	char *errors = NULL;
+
+	if ((d->signer = signer_load(d->conf, &errors)))
+		return EX_OK;
+	fputs(errors ? errors : "cannot load DKIM keys: out of memory\n", stderr);
+	if (!isatty(STDERR_FILENO) && errors)
+		main_log_lines(LOG_ERR, errors);
+	free(errors);
+	return EX_CONFIG;
+}
+
 static int main_privileged(struct daemon *d)
 {
 	struct passwd *pw = NULL;
@@ -414,7 +465,9 @@ static int main_privileged(struct daemon *d)
 		log_warn("%s: user is root: running with full privileges", d->conf->path);
 	else if (pw && main_drop_privileges(pw) < 0)
 		return EX_OSERR;
-	return main_check_oauth2_files(d->conf) < 0 ? EX_CONFIG : EX_OK;
+	if (main_check_oauth2_files(d->conf) < 0)
+		return EX_CONFIG;
+	return main_load_dkim(d);
 }
 
 static int main_serve(struct main_state *m)
@@ -465,6 +518,7 @@ static void main_cleanup(struct main_state *m)
 		event_base_free(d->base);
 	if (d->queue)
 		queue_close(d->queue);
+	signer_free(d->signer);
 	conf_free(d->prev_conf);
 	conf_free(d->conf);
 	stats_reset();

@@ -58,6 +58,11 @@ void relay_shutdown(struct relay *r, unsigned grace_seconds, void (*idle)(void *
  * from within done() or idle(). */
 void relay_free(struct relay *r);
 
+/* DKIM keys for the messages sent from now on (NULL: none); the caller
+ * keeps s alive until it is replaced or the relay is freed. */
+struct signer;
+void relay_set_signer(struct relay *r, const struct signer *s);
+
 /* Internal timings; tests shorten them. */
 struct relay_tuning {
 	unsigned idle_timeout_ms;	/* an idle connection is kept for reuse: 5000 */

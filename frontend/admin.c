@@ -27,6 +27,8 @@
 
 #include "frontend/oauth2_login.h"
 #include "frontend/probe.h"
+#include "frontend/keygen.h"
+#include "daemon/signer.h"
 
 #define ADMIN_POLL_MS 200		/* send-test: how often the daemon is asked */
 #define ADMIN_MAX_RCPTS 64		/* send-test: recipients reported */
@@ -59,6 +61,8 @@ static void admin_usage(FILE *f)
 	    "                             queue a test message and wait for the outcome\n"
 	    "  probe [--json]             try every smarthost port without sending mail\n"
 	    "  oauth2-login NAME          get an OAuth2 refresh token for smarthost NAME\n"
+	    "  dkim-keygen [--rsa BITS | --ed25519] [-o FILE] DOMAIN SELECTOR\n"
+	    "                             make a DKIM key, print its DNS record\n"
 	    "options: -C FILE, -c FILE (configuration), -h/--help, -V/--version\n"
 	    "See smtprelay(8).\n", f);
 }
@@ -561,6 +565,19 @@ static void admin_warn_lines(char *text)
 		log_warn("%s", line);
 }
 
+/* Every DKIM key must load (DESIGN §7: FILE:LINE on failure). */
+static int admin_check_dkim(const struct config *c)
+{
+	char *errors = NULL;
+	struct signer *s = signer_load(c, &errors);
+
+	if (!s)
+		fputs(errors ? errors : "out of memory loading DKIM keys\n", stderr);
+	free(errors);
+	signer_free(s);
+	return s ? 0 : -1;
+}
+
 static int admin_check_config(struct admin *a, int argc, char **argv)
 {
 	char *errors = NULL;
@@ -571,6 +588,8 @@ static int admin_check_config(struct admin *a, int argc, char **argv)
 	if (conf_load_secrets(a->conf, NULL, &errors) < 0 && errors)
 		admin_warn_lines(errors);
 	free(errors);
+	if (admin_check_dkim(a->conf) < 0)
+		return EX_CONFIG;
 	if (a->conf->nsmarthosts == 0)
 		log_warn("%s: no smarthost configured: mail will stay queued", a->conf->path);
 	hostdefaults_warn(a->conf);
@@ -869,6 +888,11 @@ static int admin_oauth2_login(struct admin *a, int argc, char **argv)
 	return oauth2_login_main(a->conf, argc, argv);
 }
 
+static int admin_dkim_keygen(struct admin *a, int argc, char **argv)
+{
+	return keygen_main(a->conf, argc, argv);
+}
+
 /* ---- dispatch ---- */
 
 static const struct {
@@ -879,6 +903,7 @@ static const struct {
 	{ "show", admin_show }, { "status", admin_status }, { "check-config", admin_check_config },
 	{ "send-test", admin_send_test }, { "probe", admin_probe },
 	{ "oauth2-login", admin_oauth2_login }, { "metrics", admin_metrics },
+	{ "dkim-keygen", admin_dkim_keygen },
 };
 
 /* 1 to go on, or an exit status (-h, -V, usage). */

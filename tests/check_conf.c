@@ -1087,6 +1087,64 @@ START_TEST(test_smtprelayd_version_output)
 }
 END_TEST
 
+/* dkim sections (DESIGN §7): parsed here, keys loaded by daemon/signer.c. */
+START_TEST(test_dkim_sections)
+{
+	struct config *c = load_ok(
+	    "dkim \"Example.COM\" {\n"
+	    "  selector = \"rsa2026\"\n"
+	    "  key_file = \"/etc/smtprelay/dkim/a.key\"\n"
+	    "}\n"
+	    "dkim \"example.com\" {\n"
+	    "  selector = \"ed.2026\"\n"
+	    "  key_file = \"/etc/smtprelay/dkim/b.key\"\n"
+	    "  headers = {\"From\", \"Subject\", \"X-Custom\"}\n"
+	    "}\n");
+
+	ck_assert_uint_eq(c->ndkim, 2);
+	ck_assert_str_eq(c->dkim[0].domain, "example.com");
+	ck_assert_int_eq(c->dkim[0].line, 1);
+	ck_assert_str_eq(c->dkim[0].selector, "rsa2026");
+	ck_assert_uint_eq(c->dkim[0].nheaders, 11);
+	ck_assert_str_eq(c->dkim[0].headers[0], "from");
+	for (size_t i = 0; i < c->dkim[0].nheaders; i++)
+		ck_assert_str_ne(c->dkim[0].headers[i], "message-id");
+	ck_assert_int_eq(c->dkim[1].line, 5);
+	ck_assert_uint_eq(c->dkim[1].nheaders, 3);
+	ck_assert_str_eq(c->dkim[1].headers[2], "x-custom");
+	conf_free(c);
+}
+END_TEST
+
+static const struct {
+	const char *text;
+	int line;
+	const char *needle;
+} bad_dkim[] = {
+	{ "dkim \"example.com\" {\n  key_file = \"/k\"\n}\n", 1, "selector is missing" },
+	{ "dkim \"example.com\" {\n  selector = \"s\"\n}\n", 1, "key_file is missing" },
+	{ "dkim \"example.com\" {\n  selector = \"a b\"\n  key_file = \"/k\"\n}\n", 2, "DNS labels" },
+	{ "dkim \"example.com\" {\n  selector = \"s\"\n  key_file = \"k.key\"\n}\n", 3,
+	  "absolute path" },
+	{ "dkim \"not a domain\" {\n  selector = \"s\"\n  key_file = \"/k\"\n}\n", 1,
+	  "signing domain" },
+	{ "dkim \"example.com\" {\n  selector = \"s\"\n  key_file = \"/k\"\n"
+	  "  headers = {\"from\", \"bad:name\"}\n}\n", 4, "not a header field name" },
+	{ "dkim \"example.com\" {\n  selector = \"s\"\n  key_file = \"/k\"\n"
+	  "  headers = {\"Received\"}\n}\n", 4, "not received or dkim-signature" },
+	{ "dkim \"example.com\" {\n  selector = \"s\"\n  key_file = \"/k\"\n  l = \"1\"\n}\n", 4,
+	  "unknown key \"l\" in dkim" },
+	{ "dkim \"example.com\" {\n  selector = \"s\"\n  key_file = \"/k\"\n}\n"
+	  "dkim \"EXAMPLE.com\" {\n  selector = \"s\"\n  key_file = \"/j\"\n}\n", 5,
+	  "selector \"s\" already used at line 1" },
+};
+
+START_TEST(test_dkim_errors)
+{
+	assert_fails(bad_dkim[_i].text, bad_dkim[_i].line, bad_dkim[_i].needle);
+}
+END_TEST
+
 static Suite *conf_suite(void)
 {
 	Suite *s = suite_create("conf");
@@ -1118,6 +1176,8 @@ static Suite *conf_suite(void)
 	tcase_add_test(t, test_secret_credentials_directory);
 	tcase_add_test(t, test_secret_errors_and_reload);
 	tcase_add_test(t, test_example_config_loads);
+	tcase_add_test(t, test_dkim_sections);
+	tcase_add_loop_test(t, test_dkim_errors, 0, sizeof(bad_dkim) / sizeof(bad_dkim[0]));
 	tcase_add_test(t, test_smtprelayd_t);
 	tcase_add_test(t, test_smtprelayd_version_output);
 	suite_add_tcase(s, t);
