@@ -138,3 +138,8 @@ int conf_load_secrets(struct config *c, const struct config *old, char **errors)
 	buf_free(&j.errors);
 	return j.rc;
 }
+
+int conf_secret_file_path(const struct config *c, const char *file, char *out, size_t size)
+{
+	return conf_secret_path(c, file, out, size);
+}

@@ -291,8 +291,12 @@ static void ctl_flush(struct ctl_client *cl, const char *arg)
 	(void)arg;
 	if (d->pickup)
 		pickup_scan(d->pickup);
+	log_info("flush requested (uid %ld)", (long)cl->uid);
+	/* Smarthosts first: a flushed message must find them eligible (DESIGN §3). */
+	if (d->relay)
+		relay_flush(d->relay);
 	n = d->sched ? sched_flush(d->sched) : 0;
-	log_info("flush requested (uid %ld): %zu message%s", (long)cl->uid, n, n == 1 ? "" : "s");
+	log_info("flush: %zu deferred message%s due now", n, n == 1 ? "" : "s");
 	ctl_answerf(cl, "ok flushing %zu message%s", n, n == 1 ? "" : "s");
 }
 

@@ -26,6 +26,7 @@
 #include "daemon/pickup.h"
 #include "daemon/relay.h"
 #include "daemon/sched.h"
+#include "daemon/secaccess.h"
 #include "lib/log.h"
 
 #define MAIN_GRACE 8			/* deliveries in progress may finish */
@@ -87,6 +88,26 @@ static void main_warn_lines(char *text)
 		log_warn("%s", line);
 }
 
+/* Fail closed (DESIGN §2): a secret the service user cannot read stops the
+ * start and -t, whoever runs them (systemd starts us as that user). */
+static int main_secrets(struct config *c, bool logged)
+{
+	char *errors = NULL, *warnings = NULL;
+	int r = secaccess_load(c, &errors, &warnings);
+
+	if (warnings)
+		main_warn_lines(warnings);
+	if (errors) {
+		fputs(errors, stderr);
+		if (logged && !isatty(STDERR_FILENO))
+			for (char *l = strtok(errors, "\n"); l; l = strtok(NULL, "\n"))
+				log_err("%s", l);
+	}
+	free(errors);
+	free(warnings);
+	return r;
+}
+
 /* -t: exit 0 if the configuration is usable, 78 with FILE:LINE messages if not. */
 static int main_check_config(const char *path)
 {
@@ -98,9 +119,10 @@ static int main_check_config(const char *path)
 		free(errors);
 		return EX_CONFIG;
 	}
-	if (conf_load_secrets(c, NULL, &errors) < 0 && errors)
-		main_warn_lines(errors);
-	free(errors);
+	if (main_secrets(c, false) < 0) {
+		conf_free(c);
+		return EX_CONFIG;
+	}
 	if (c->nsmarthosts == 0)
 		log_warn("%s: no smarthost configured: mail will stay queued", path);
 	conf_free(c);
@@ -332,9 +354,10 @@ static struct config *main_load_config(const char *path)
 		free(errors);
 		return NULL;
 	}
-	if (conf_load_secrets(c, NULL, &errors) < 0 && errors)
-		main_log_lines(LOG_WARNING, errors);
-	free(errors);
+	if (main_secrets(c, true) < 0) {
+		conf_free(c);
+		return NULL;
+	}
 	return c;
 }
 

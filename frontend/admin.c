@@ -26,6 +26,7 @@
 
 #include "frontend/oauth2_login.h"
 #include "frontend/probe.h"
+#include "daemon/secaccess.h"
 
 #define ADMIN_POLL_MS 200		/* send-test: how often the daemon is asked */
 #define ADMIN_MAX_RCPTS 64		/* send-test: recipients reported */
@@ -514,16 +515,29 @@ static void admin_warn_lines(char *text)
 		log_warn("%s", line);
 }
 
+/* Secrets as the service user sees them (DESIGN §2); -1 after printing why. */
+static int admin_fail_closed(struct admin *a)
+{
+	char *errors = NULL, *warnings = NULL;
+	int r = secaccess_load(a->conf, &errors, &warnings);
+
+	if (warnings)
+		admin_warn_lines(warnings);
+	if (errors)
+		fputs(errors, stderr);
+	free(errors);
+	free(warnings);
+	return r;
+}
+
 static int admin_check_config(struct admin *a, int argc, char **argv)
 {
-	char *errors = NULL;
 
 	if (argc > 1)
 		return admin_bad_usage("check-config: unexpected argument \"%s\"", argv[1]);
 	/* The config itself was loaded (and found valid) before any command. */
-	if (conf_load_secrets(a->conf, NULL, &errors) < 0 && errors)
-		admin_warn_lines(errors);
-	free(errors);
+	if (admin_fail_closed(a) < 0)
+		return EX_CONFIG;
 	if (a->conf->nsmarthosts == 0)
 		log_warn("%s: no smarthost configured: mail will stay queued", a->conf->path);
 	printf("%s: ok\n", a->conf->path);
@@ -811,7 +825,8 @@ static int admin_probe(struct admin *a, int argc, char **argv)
 		else
 			return admin_bad_usage("probe: unexpected argument \"%s\"", argv[i]);
 	}
-	admin_load_secrets(a);
+	if (admin_fail_closed(a) < 0)
+		return EX_CONFIG;
 	return probe_run(a->conf, json, stdout);
 }
 

@@ -69,6 +69,7 @@ struct client_reply {
 	size_t nlines;
 	size_t len;
 	char text[CLIENT_REPLY_MAX];	/* "250 first line; second line" */
+	char enhanced[SMTP_CLIENT_ENHANCED_MAX];	/* of the first line, "" if none */
 };
 
 struct smtp_client {
@@ -275,6 +276,7 @@ static void client_result_reply(const struct smtp_client *c, struct smtp_client_
 	r->stage = stage;
 	client_copy_text(r->text, sizeof(r->text), c->reply.text, c->reply.len);
 	client_scrub(c, r->text);
+	memcpy(r->enhanced, c->reply.enhanced, sizeof(r->enhanced));
 }
 
 static void client_result_local(const struct smtp_client *c, struct smtp_client_result *r,
@@ -283,6 +285,7 @@ static void client_result_local(const struct smtp_client *c, struct smtp_client_
 	r->code = code;
 	r->local = true;
 	r->stage = stage;
+	r->enhanced[0] = '\0';
 	client_copy_text(r->text, sizeof(r->text), text, strlen(text));
 	client_scrub(c, r->text);
 }
@@ -1069,6 +1072,36 @@ static bool client_is_code(const char *s)
 	return s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '5' && s[2] >= '0' && s[2] <= '9';
 }
 
+/* digits: 1 to max of them at s; their count, 0 when none or too many. */
+static size_t client_digits(const char *s, size_t len, size_t max)
+{
+	size_t n = 0;
+
+	while (n < len && s[n] >= '0' && s[n] <= '9')
+		n++;
+	return n > max ? 0 : n;
+}
+
+/* RFC 3463 "class.subject.detail" after the code of a first reply line;
+ * the relay decides on it (DESIGN §4), so it is data, not text to re-parse. */
+static void client_enhanced(struct client_reply *r, const char *line, size_t len)
+{
+	const char *p = line + 4;
+	size_t left = len > 4 ? len - 4 : 0, a, b;
+
+	r->enhanced[0] = '\0';
+	if (left < 5 || p[0] != line[0] || p[1] != '.')
+		return;
+	if ((a = client_digits(p + 2, left - 2, 3)) == 0 || 2 + a >= left || p[2 + a] != '.')
+		return;
+	if ((b = client_digits(p + 3 + a, left - 3 - a, 3)) == 0)
+		return;
+	if (3 + a + b < left && p[3 + a + b] != ' ')
+		return;
+	memcpy(r->enhanced, p, 3 + a + b);
+	r->enhanced[3 + a + b] = '\0';
+}
+
 /* Join the reply's lines: "250 first line; second line" (bounded). */
 static void client_reply_add(struct client_reply *r, const char *line, size_t len)
 {
@@ -1120,6 +1153,8 @@ static void client_reply_line(struct smtp_client *c, const char *line, size_t le
 	}
 	r->code = code;
 	r->nlines++;
+	if (r->nlines == 1)
+		client_enhanced(r, line, len);
 	client_reply_add(r, line, len);
 	if (c->state == CS_EHLO && r->nlines > 1 && len > 4)
 		client_ehlo_line(&c->ehlo_next, line + 4, len - 4);
@@ -1130,6 +1165,7 @@ static void client_reply_line(struct smtp_client *c, const char *line, size_t le
 	r->nlines = 0;
 	r->len = 0;
 	r->text[0] = '\0';
+	r->enhanced[0] = '\0';
 }
 
 /* TLS alert (0x15) or handshake (0x16) record, version 3.x: a TLS server. */
