@@ -339,6 +339,7 @@ static void probe_retry_start(struct probe *p)
 	p->alt_port.mode = CONF_TLS_IMPLICIT;
 	p->alt.ports = &p->alt_port;
 	p->alt.nports = 1;
+	p->alt.username = NULL;		/* a handshake test: it quits before any AUTH */
 	if (p->alt.connect_timeout > PROBE_RETRY_TIMEOUT)
 		p->alt.connect_timeout = PROBE_RETRY_TIMEOUT;
 	p->retrying = true;
