@@ -51,7 +51,7 @@ struct ctl_msg {
 	struct q_envelope *env;
 	bool owned;			/* env is ours to free (not a ring entry) */
 	enum q_area area;
-	const char *status;		/* queued, delivering, maildrop, finished */
+	const char *status;		/* queued, held, delivering, maildrop, finished */
 };
 
 static void ctl_client_free(struct ctl_client *cl)
@@ -227,7 +227,8 @@ static int ctl_find(struct ctl *c, const char *id, struct ctl_msg *m, char *err,
 		m->area = a == 0 ? Q_QUEUE : Q_MAILDROP;
 		if (queue_read(d->queue, m->area, id, &m->env, err, errlen) == 0) {
 			m->status = m->area == Q_MAILDROP ? "maildrop" :
-			    d->sched && sched_busy(d->sched, id) ? "delivering" : "queued";
+			    d->sched && sched_busy(d->sched, id) ? "delivering" :
+			    m->env->held ? "held" : "queued";
 			return 0;
 		}
 		if (errno != ENOENT)

@@ -193,6 +193,45 @@ class FailClosedTest(testlib.TestCase):
         self.send(d)
         d.wait_log(r"to=<bob@example\.com>.*status=bounced")
 
+    # ---- nothing disappears silently ----
+
+    def check_held(self, d, qid, rcpt):
+        rc, out, err = self.admin(d, "queue", "--json")
+        self.assertEqual(rc, 0, err)
+        msg = [m for m in json.loads(out) if m["id"] == qid][0]
+        self.assertEqual(msg["state"], "held")
+        self.assertEqual(msg["recipients"][0]["state"], "failed")
+        q = d.inst.run("mailq", "-C", d.inst.conf)
+        self.assertIn(qid + "!", q.stdout.decode())
+        self.assertIn(rcpt, q.stdout.decode())
+        rc, out, err = self.admin(d, "status")
+        self.assertRegex(out, r"(?m)^held: 1 message ")
+        rc, out, err = self.admin(d, "delete", qid)
+        self.assertEqual(rc, 0, out + err)
+        wait_for(lambda: qid not in d.queue_ids(), 10, "held message deleted")
+
+    def test_failed_dsn_is_held_and_visible(self):
+        fx = self.smarthost(rules={"rcpt": {"bad@example.com": "550 5.1.1 no such user"}})
+        d = self.daemon(self.section(fx.ports["sub"],
+                                     '  username = "user"\n  password = "%s"\n' % PASSWORD))
+        self.send(d, rcpt="bad@example.com", sender="<>")
+        qid = d.wait_log(r"(\w+): held: failed and no DSN was sent")[0]
+        self.check_held(d, qid, "bad@example.com")
+
+    def test_suppressed_dsn_is_held(self):
+        fx = self.smarthost(rules={"rcpt": {"bad@example.com": "550 5.1.1 no such user"}})
+        d = self.daemon(self.section(fx.ports["sub"],
+                                     '  username = "user"\n  password = "%s"\n' % PASSWORD))
+        for _ in range(11):
+            self.send(d, rcpt="bad@example.com", sender="storm@example.org")
+        qid = d.wait_log(r"(\w+): sender <storm@example\.org> already got 10 DSNs this hour",
+                         timeout=30)[0]
+        d.wait_log(r"%s: held: failed and no DSN was sent" % qid)
+        # The 10 DSNs go out (to storm@example.org via the smarthost); the 11th
+        # failure stays queued on hold.
+        wait_for(lambda: d.queue_ids() == [qid], 30, "only the held message left")
+        self.check_held(d, qid, "bad@example.com")
+
     # ---- flush ----
 
     def test_flush_after_connect_failure_delivers_at_once(self):
