@@ -530,6 +530,23 @@ static const char *ctl_sh_host(const struct config *c, const char *name)
 	return "?";
 }
 
+/* A secret the service user could not read (a reload kept no old value):
+ * that smarthost sends nothing until it is fixed (DESIGN §2). */
+static void ctl_status_credentials(FILE *f, const struct config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nsmarthosts; i++) {
+		const struct conf_smarthost *sh = &c->smarthosts[i];
+		const char *file = sh->password_file && !sh->password ? sh->password_file
+		    : sh->oauth2_client_secret_file && !sh->oauth2_client_secret
+		    ? sh->oauth2_client_secret_file : NULL;
+
+		if (strcmp(sh->name, name) == 0 && file)
+			fprintf(f, "  CREDENTIALS UNREADABLE: %s cannot be read by user %s: nothing "
+			    "is sent to this smarthost, its mail stays queued (smtprelayd -t says "
+			    "why)\n", file, c->user);
+	}
+}
+
 static void ctl_status_smarthosts(FILE *f, struct daemon *d)
 {
 	struct relay_smarthost_status st[16];
@@ -545,6 +562,7 @@ static void ctl_status_smarthosts(FILE *f, struct daemon *d)
 			fprintf(f, "rate %.2f/s\n", st[i].rate_per_sec);
 		else
 			fputs("rate unlimited\n", f);
+		ctl_status_credentials(f, d->conf, st[i].name);
 		ctl_time(f, "  last success: ", st[i].last_success);
 		if (st[i].last_error[0])
 			fprintf(f, "  last error: %s\n", st[i].last_error);

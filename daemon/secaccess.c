@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,13 +135,57 @@ static const char *secaccess_user_name(uid_t uid, char *tmp, size_t size)
 	return tmp;
 }
 
-/* DESIGN §2's sentence: the file, its owner and mode, and the fix. */
-static void secaccess_explain(struct buf *errs, const char *path, const char *user, gid_t gid)
+/* The service user, copied: getpw* results are overwritten by the next call. */
+struct secaccess_user {
+	char name[64];
+	uid_t uid;
+	gid_t gid;
+	bool known;
+};
+
+/* Whether the mode bits let u do what mask (S_IROTH, S_IXOTH) asks for. */
+static bool secaccess_mode_allows(const struct stat *st, const struct secaccess_user *u, mode_t mask)
 {
-	struct group *gr = getgrgid(gid);
-	const char *group = gr ? gr->gr_name : user;
-	char tmp[32];
+	if (st->st_uid == u->uid)
+		return st->st_mode & (mask << 6);
+	if (st->st_gid == u->gid)
+		return st->st_mode & (mask << 3);
+	return st->st_mode & mask;
+}
+
+/* The file itself is readable by its mode: a directory on the way is not. */
+static bool secaccess_explain_dir(struct buf *errs, const char *path, const struct secaccess_user *u)
+{
+	char *dir = strdup(path), *slash, tmp[32];
 	struct stat st;
+	bool found = false;
+
+	while (dir && !found && (slash = strrchr(dir, '/')) && slash != dir) {
+		*slash = '\0';
+		if (stat(dir, &st) == 0 && !secaccess_mode_allows(&st, u, S_IXOTH)) {
+			buf_printf(errs, "%s: not readable by user %s: directory %s (owner %s, mode "
+			    "%04o) is closed to it: chmod o+x %s, or use LoadCredential=\n", path,
+			    u->name, dir, secaccess_user_name(st.st_uid, tmp, sizeof(tmp)),
+			    (unsigned)(st.st_mode & 07777), dir);
+			found = true;
+		}
+	}
+	free(dir);
+	return found;
+}
+
+/* DESIGN §2's sentence: the file, its owner and mode, and the fix. */
+static void secaccess_explain(struct buf *errs, const char *path, const struct secaccess_user *u)
+{
+	struct group *gr = getgrgid(u->gid);
+	char group[64], tmp[32];
+	const char *user = u->name;
+	struct stat st;
+
+	snprintf(group, sizeof(group), "%s", gr ? gr->gr_name : user);
+	if (u->known && stat(path, &st) == 0 && secaccess_mode_allows(&st, u, S_IROTH) &&
+	    secaccess_explain_dir(errs, path, u))
+		return;
 
 	if (stat(path, &st) < 0) {
 		buf_printf(errs, "%s: not readable by user %s (%s): make it and its directories "
@@ -153,14 +198,14 @@ static void secaccess_explain(struct buf *errs, const char *path, const char *us
 	    secaccess_user_name(st.st_uid, tmp, sizeof(tmp)), (unsigned)(st.st_mode & 07777), group);
 }
 
-static void secaccess_format(const struct buf *found, const char *user, gid_t gid,
+static void secaccess_format(const struct buf *found, const struct secaccess_user *u,
     struct buf *errs)
 {
 	char *copy = found->len ? strndup(found->data, found->len) : NULL, *save = NULL;
 
 	for (char *l = copy ? strtok_r(copy, "\n", &save) : NULL; l; l = strtok_r(NULL, "\n", &save)) {
 		if (l[0] == 'R' && l[1] == ' ')
-			secaccess_explain(errs, l + 2, user, gid);
+			secaccess_explain(errs, l + 2, u);
 		else if (l[0] == 'M' && l[1] == ' ')
 			buf_printf(errs, "%s\n", l + 2);
 	}
@@ -171,9 +216,12 @@ int secaccess_check(const struct config *c, char **errors)
 {
 	struct passwd *pw = getpwnam(c->user);
 	uid_t me = geteuid();
+	struct secaccess_user u = { .uid = pw ? pw->pw_uid : me, .gid = pw ? pw->pw_gid : getegid(),
+		.known = pw != NULL };
 	struct buf found, errs;
 	int r = 0;
 
+	snprintf(u.name, sizeof(u.name), "%s", pw ? pw->pw_name : c->user);
 	*errors = NULL;
 	if (me != 0 && (!pw || pw->pw_uid != me)) {
 		if (asprintf(errors, "%s: running as uid %ld: secrets not checked as user %s "
@@ -190,7 +238,7 @@ int secaccess_check(const struct config *c, char **errors)
 	} else {
 		secaccess_probe(c, &found);
 	}
-	secaccess_format(&found, pw ? pw->pw_name : c->user, pw ? pw->pw_gid : getegid(), &errs);
+	secaccess_format(&found, &u, &errs);
 	if (errs.len) {
 		*errors = buf_steal(&errs);
 		r = -1;

@@ -10,6 +10,7 @@ import os
 import pwd
 import grp
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,23 @@ class FailClosedTest(testlib.TestCase):
         # -t as the service user: the same verdict (the unit's ExecStartPre).
         p = subprocess.run(cmd + ["-t"], capture_output=True, timeout=30, env=env)
         self.assertEqual(p.returncode, 78, p.stderr)
+
+    def test_secret_unreadable_after_reload_defers_and_status_says_so(self):
+        fx = self.smarthost()
+        d = self.daemon(self.section(fx.ports["sub"],
+                                     '  username = "user"\n  password = "%s"\n' % PASSWORD))
+        missing = os.path.join(self.new_dir(), "gone.secret")
+        d.write_config(self.section(fx.ports["sub"], '  username = "user"\n  password_file = '
+                                    '"%s"\n' % missing).replace('smarthost "fx"', 'smarthost "fx2"'))
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log(r"configuration reloaded")
+        self.send(d)
+        d.wait_log(r"to=<bob@example\.com>.*status=deferred \(configuration error: smarthost "
+                   r"fx2: the secret for user user could not be read")
+        self.assertEqual([e for e in fx.events() if e["event"] == "mail"], [],
+                         "never sent without AUTH")
+        rc, out, err = self.admin(d, "status")
+        self.assertIn("CREDENTIALS UNREADABLE: %s cannot be read" % missing, out)
 
     # ---- replies that blame our configuration ----
 
