@@ -49,7 +49,7 @@ static void admin_usage(FILE *f)
 	fputs("usage: smtprelay [-C FILE|-c FILE] COMMAND [ARGS]\n"
 	    "commands:\n"
 	    "  queue [--json]             list the queue (mailq layout, or JSON)\n"
-	    "  flush                      retry deferred mail now\n"
+	    "  flush                      deliver deferred mail now, lifting every hold\n"
 	    "  delete ID... | --all       remove messages (root or the service user)\n"
 	    "  show ID                    a message's envelope, recipients and headers\n"
 	    "  status                     daemon, queue counts, smarthosts\n"
