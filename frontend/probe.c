@@ -2,6 +2,7 @@
 #include "frontend/probe.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "daemon/conn.h"
 #include "daemon/oauth2.h"
+#include "daemon/replyclass.h"
 #include "daemon/secret.h"
 #include "daemon/tls.h"
 #include "lib/log.h"
@@ -56,6 +58,7 @@ struct probe {
 	/* The implicit TLS retry's view of the smarthost: one port, /tls. */
 	bool retrying;
 	bool retry_tls;			/* the retry's TLS handshake succeeded */
+	bool mail_tried;		/* the MAIL FROM test without AUTH ran */
 	struct conf_smarthost alt;
 	struct conf_port alt_port;
 };
@@ -375,6 +378,44 @@ static void probe_retry_closed(struct probe *p, struct conn *c, enum conn_verdic
 
 /* ---- connection events ---- */
 
+/* Without AUTH, whether the server takes mail at all: one MAIL FROM, never
+ * a recipient or data ("without sending mail", DESIGN §6).  A server that
+ * demands AUTH answers 530 here, and then mail would stay queued. */
+static bool probe_try_mail(struct probe *p, struct conn *c)
+{
+	struct smtp_client_msg m = { .mail_only = true };
+	char sender[512];
+	int fd;
+
+	if (p->conf->from_address)
+		snprintf(sender, sizeof(sender), "%s", p->conf->from_address);
+	else
+		snprintf(sender, sizeof(sender), "postmaster@%s", p->conf->hostname);
+	m.sender = sender;
+	p->mail_tried = true;
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);	/* no content: nothing is sent */
+	if (fd >= 0 && conn_send(c, &m, fd) == 0)
+		return true;
+	if (fd >= 0)
+		close(fd);
+	return false;
+}
+
+static void probe_on_msg_done(struct conn *c, void *arg)
+{
+	struct probe *p = arg;
+	struct probe_result *r = p->r;
+	const struct smtp_client_result *res = smtp_client_msg_result(conn_client(c));
+
+	if (res && replyclass_result_is_config(res))
+		probe_set(r, "auth-failed", "the server demands AUTH, but smarthost %s has no "
+		    "username: %s; mail sent this way stays queued (deferred as a configuration "
+		    "error) until username and password are set", r->sh->name, res->text);
+	else if (res)
+		probe_note(r, "MAIL FROM without AUTH: %s", res->text);
+	conn_quit(c);
+}
+
 static void probe_on_ready(struct conn *c, void *arg)
 {
 	struct probe *p = arg;
@@ -399,6 +440,8 @@ static void probe_on_ready(struct conn *c, void *arg)
 		    used ? "AUTH " : "no AUTH", used ? smtp_client_mech_name(used) : "",
 		    used ? " as " : "", used ? r->sh->username : "", used ? " accepted" : "",
 		    conn_elapsed_ms(c));
+	if (!used && !p->mail_tried && probe_try_mail(p, c))
+		return;
 	conn_quit(c);
 }
 
@@ -435,7 +478,7 @@ static void probe_on_closed(struct conn *c, enum conn_verdict v, const char *rea
 
 static const struct conn_events probe_events = {
 	.ready = probe_on_ready,
-	.msg_done = NULL,
+	.msg_done = probe_on_msg_done,
 	.closed = probe_on_closed,
 };
 
@@ -538,6 +581,7 @@ static void probe_one(struct probe *p, struct probe_result *r)
 {
 	p->r = r;
 	p->retrying = false;
+	p->mail_tried = false;
 	clock_gettime(CLOCK_MONOTONIC, &p->t0);
 	log_debug("probe: smarthost %s %s:%u/%s", r->sh->name, r->sh->host, probe_port(r)->port,
 	    probe_mode_name(probe_port(r)->mode));

@@ -115,6 +115,7 @@ struct smtp_client {
 	bool txn;		/* a transaction was started (results valid) */
 	bool txn_sent;		/* and reached the server: RSET needed */
 	bool mail_ok;
+	bool mail_only;		/* the probe's MAIL FROM test */
 	struct smtp_client_result msg_res;
 	bool bol;		/* content: at the beginning of a line */
 	char prev;		/* content: last byte sent */
@@ -888,6 +889,12 @@ static void client_apply_accepted(struct smtp_client *c, enum smtp_client_stage 
 
 static void client_on_mail(struct smtp_client *c)
 {
+	if (c->reply.code / 100 == 2 && c->mail_only) {
+		c->mail_ok = true;
+		client_result_reply(c, &c->msg_res, SMTP_CLIENT_STAGE_MAIL);
+		client_finish(c);
+		return;
+	}
 	if (c->reply.code / 100 == 2) {
 		c->mail_ok = true;
 		return;
@@ -902,7 +909,7 @@ static void client_on_mail(struct smtp_client *c)
 		c->rcpts[i].final = true;
 	}
 	/* Pipelined RCPT and DATA replies are still to come: wait for them. */
-	if (!c->ehlo.pipelining)
+	if (!c->ehlo.pipelining || c->mail_only)
 		client_finish(c);
 }
 
@@ -1358,13 +1365,13 @@ static int client_render_all(struct smtp_client *c, const struct smtp_client_msg
 	r = client_render_mail(c, m, &b);
 	if (r == 0)
 		r = client_queue_cmd(c, PK_MAIL, 0, b.data, b.len);
-	for (size_t i = 0; r == 0 && i < m->nrcpts; i++) {
+	for (size_t i = 0; r == 0 && !m->mail_only && i < m->nrcpts; i++) {
 		buf_reset(&b);
 		r = client_render_rcpt(c, m, i, &b);
 		if (r == 0)
 			r = client_queue_cmd(c, PK_RCPT, i, b.data, b.len);
 	}
-	if (r == 0)
+	if (r == 0 && !m->mail_only)
 		r = client_queue_cmd(c, PK_DATA, 0, "DATA\r\n", 6);
 	buf_free(&b);
 	return r;
@@ -1388,6 +1395,8 @@ static bool client_str_ok(const char *s, size_t max, bool empty_ok)
 
 static bool client_msg_ok(const struct smtp_client_msg *m)
 {
+	if (m && m->mail_only)
+		return client_str_ok(m->sender, SMTP_CLIENT_ADDR_MAX, true) && m->nrcpts == 0;
 	if (!m || !client_str_ok(m->sender, SMTP_CLIENT_ADDR_MAX, true) || !m->rcpts
 	    || m->nrcpts == 0 || m->nrcpts > SMTP_CLIENT_RCPTS_MAX)
 		return false;
@@ -1412,6 +1421,7 @@ static void client_txn_clear(struct smtp_client *c)
 	c->txn = false;
 	c->txn_sent = false;
 	c->mail_ok = false;
+	c->mail_only = false;
 	memset(&c->msg_res, 0, sizeof(c->msg_res));
 }
 
@@ -1420,11 +1430,12 @@ static int client_txn_init(struct smtp_client *c, const struct smtp_client_msg *
 	size_t lim = CLIENT_OUT_BASE + (m->nrcpts + 4) * CLIENT_CMD_MAX;
 
 	client_txn_clear(c);
-	c->rcpts = calloc(m->nrcpts, sizeof(*c->rcpts));
+	c->rcpts = calloc(m->nrcpts ? m->nrcpts : 1, sizeof(*c->rcpts));
 	if (!c->rcpts)
 		return -1;
 	c->nrcpts = m->nrcpts;
 	c->txn = true;
+	c->mail_only = m->mail_only;
 	/* Room for the whole pipelined batch. */
 	if (c->out.max < lim)
 		c->out.max = lim;

@@ -124,6 +124,9 @@ struct smtp_client_msg {
 	const unsigned *notify;		/* per recipient SMTP_CLIENT_NOTIFY_* bits (0 = none), or NULL */
 	const char *const *orcpts;	/* per recipient original address, NULL entries / NULL = none;
 					 * "type;xtext" (e.g. "rfc822;a+2Bb@x") is sent as is */
+	/* `smtprelay probe`: MAIL FROM only (no recipients, nothing sent): its
+	 * reply is the message result (2xx included), then MSG_DONE. */
+	bool mail_only;
 };
 
 /* Outcome for a recipient or a message.  code: 2xx delivered/accepted,

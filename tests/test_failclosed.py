@@ -146,6 +146,27 @@ class FailClosedTest(testlib.TestCase):
         rc, out, err = self.admin(d, "status")
         self.assertIn("CREDENTIALS UNREADABLE: %s cannot be read" % missing, out)
 
+    def test_probe_no_credentials_server_demands_auth(self):
+        fx = self.smarthost()
+        d = self.daemon(self.section(fx.ports["sub"], ""), start=False)
+        rc, out, err = self.admin(d, "probe")
+        self.assertNotEqual(rc, 0, out)
+        self.assertRegex(out, r"fx 127\.0\.0\.1:%d/starttls: auth-failed the server demands AUTH, "
+                         r"but smarthost fx has no username: 530 5\.7\.0 Authentication required"
+                         % fx.ports["sub"])
+        self.assertIn("no usable port: mail will stay queued", out)
+        self.assertEqual(fx.messages(), [])
+        # A server that relays without AUTH: ok, and still nothing sent.
+        open_fx = self.smarthost(ports=[{"name": "sub", "mode": "starttls", "auth": False}])
+        d.write_config(self.section(open_fx.ports["sub"], ""))
+        rc, out, err = self.admin(d, "probe")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn(": ok ", out)
+        self.assertIn("MAIL FROM without AUTH: 250", out)
+        self.assertEqual(open_fx.messages(), [])
+        self.assertEqual([e for e in open_fx.events() if e["event"] not in
+                          ("connect", "ehlo", "starttls", "mail", "quit", "disconnect")], [])
+
     # ---- replies that blame our configuration ----
 
     def check_config_deferral(self, d, fx, reply_rx):
