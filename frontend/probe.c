@@ -31,6 +31,7 @@ struct probe_result {
 	size_t index;			/* into sh->ports */
 	bool done;
 	bool ready;			/* the session came up: ok */
+	bool unchecked;			/* our caller could not read the secret: unknown */
 	bool collected;
 	const char *verdict;		/* "ok" or a DESIGN §6 word */
 	char summary[PROBE_TEXT_MAX];
@@ -570,7 +571,9 @@ static void probe_start(struct probe *p)
 	if (!sh->password) {
 		/* conf_load_secrets could not read password_file. */
 		probe_set(p->r, "auth-failed", "smarthost %s: no password (password_file %s could "
-		    "not be read)", sh->name, sh->password_file ? sh->password_file : "unset");
+		    "not be read by this user; run smtprelay probe as root or as the service user)",
+		    sh->name, sh->password_file ? sh->password_file : "unset");
+		p->r->unchecked = true;
 		probe_finish(p);
 		return;
 	}
@@ -736,6 +739,15 @@ static const struct probe_result *probe_usable(const struct probe_result *res, s
 	return NULL;
 }
 
+/* "Mail will stay queued" only when it will: not when a port went untested. */
+static bool probe_unchecked(const struct probe_result *res, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (res[i].unchecked)
+			return true;
+	return false;
+}
+
 static void probe_report(FILE *out, const struct probe_result *res, size_t n, bool json)
 {
 	const struct probe_result *use = probe_usable(res, n);
@@ -749,6 +761,11 @@ static void probe_report(FILE *out, const struct probe_result *res, size_t n, bo
 	}
 	for (size_t i = 0; i < n; i++)
 		probe_print_text(out, &res[i]);
+	if (!use && probe_unchecked(res, n)) {
+		fputs("no usable port found, but some could not be checked without the secret: "
+		    "run smtprelay probe as root or as the service user\n", out);
+		return;
+	}
 	if (!use) {
 		fputs("no usable port: mail will stay queued\n", out);
 		return;

@@ -167,6 +167,27 @@ class FailClosedTest(testlib.TestCase):
         self.assertEqual([e for e in open_fx.events() if e["event"] not in
                           ("connect", "ehlo", "starttls", "mail", "quit", "disconnect")], [])
 
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_probe_by_another_user_does_not_claim_queued(self):
+        # Run by a user who is neither root nor the service user (root here),
+        # probe cannot read the secret: it must not claim mail stays queued.
+        fx = self.smarthost()
+        secret = self.root_only_secret()
+        d = self.daemon(self.section(fx.ports["sub"], '  username = "user"\n  password_file = '
+                                     '"%s"\n' % secret), start=False)
+        os.chmod(d.inst.dir, 0o755)
+        os.chmod(d.inst.conf, 0o644)
+        p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=%s" % nobody_group(),
+                            "--clear-groups", d.inst.path("smtprelay"), "-C", d.inst.conf, "probe"],
+                           capture_output=True, timeout=60)
+        out = p.stdout.decode()
+        self.assertNotEqual(p.returncode, 0, out)
+        self.assertIn("secrets not checked as user root", p.stderr.decode())
+        self.assertIn("could not be read by this user", out)
+        self.assertNotIn("mail will stay queued", out)
+        self.assertIn("run smtprelay probe as root or as the service user", out)
+        self.assertEqual(fx.events(), [])
+
     # ---- replies that blame our configuration ----
 
     def check_config_deferral(self, d, fx, reply_rx):
