@@ -1392,9 +1392,10 @@ static void relay_sh_flush(struct relay_sh *sh, double now)
 
 	if (!down && !held && !slowed)
 		return;
-	log_info("flush: smarthost %s eligible now (%s%s%s)", sh->conf->name,
-	    down ? "pause after a failure lifted" : "", held && down ? ", " : "",
-	    held ? "throttling hold lifted" : slowed && !down ? "rate back to rate_limit" : "");
+	log_info("flush: smarthost %s eligible now (%s%s%s%s%s)", sh->conf->name,
+	    down ? "pause after a failure lifted" : "", down && (held || slowed) ? ", " : "",
+	    held ? "throttling hold lifted" : "", held && slowed ? ", " : "",
+	    slowed ? "sending rate back to rate_limit" : "");
 	sh->down_until = 0;
 	sh->hold_until = 0;
 	sh->held_until_wall = 0;

@@ -307,6 +307,19 @@ class FailClosedTest(testlib.TestCase):
         wait_for(lambda: not d.queue_ids(), 10, "empty queue")
         self.assertNotIn("delivery temporarily suspended", d.log())
 
+    def test_flush_lifts_throttling_hold(self):
+        fx = self.smarthost(rules={"throttle_first": 1})
+        d = self.daemon(self.section(fx.ports["sub"],
+                                     '  username = "user"\n  password = "%s"\n' % PASSWORD))
+        self.send(d)
+        d.wait_log(r"smarthost fx throttling \(.*\): rate now .*holding for 15s")
+        rc, out, err = self.admin(d, "flush")
+        self.assertEqual(rc, 0, err)
+        d.wait_log(r"flush: smarthost fx eligible now \(throttling hold lifted, sending rate "
+                   r"back to rate_limit\)")
+        # Well within the 15 s hold.
+        fx.wait_messages(1, timeout=8)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
