@@ -1065,6 +1065,8 @@ static void relay_on_closed(struct conn *c, enum conn_verdict v, const char *rea
 			log_err("smarthost %s: %s: mail stays queued (fix the account or "
 			    "configuration, then run smtprelay flush)", sh->conf->name, cfg);
 		relay_conn_failed(sh, walk, v, relay, cfg);
+		if (sh->down_until > relay_now())	/* status: "held until" */
+			sh->held_until_wall = time(NULL) + (time_t)(sh->down_until - relay_now());
 	} else if (!ready)
 		relay_conn_failed(sh, walk, v, relay, reason ? reason : "connection failed");
 	else if (v != CONN_OK && reason)

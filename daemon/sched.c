@@ -319,15 +319,20 @@ static int sched_bounce(struct sched *s, struct sched_job *j, bool *failed, time
 
 /* A failure nobody is told about (no DSN: null sender, or the DSN limit)
  * keeps the message visible on hold instead of deleting it (DESIGN §4). */
-static void sched_hold(struct sched *s, struct q_envelope *env)
+static void sched_hold(struct sched *s, struct q_envelope *env, time_t now)
 {
 	char lifetime[64];
 
 	/* Marked now even while other recipients are deferred: held once they are done. */
 	if (env->held)
 		return;
-	env->held = true;
 	sched_duration_text(s->d->conf->queue_lifetime, lifetime, sizeof(lifetime));
+	if (sched_expired(env->arrival_us, now, s->d->conf->queue_lifetime)) {
+		log_warn("%s: failed and no DSN was sent; it is %s old: not held, removed",
+		    env->id, lifetime);
+		return;
+	}
+	env->held = true;
 	log_warn("%s: held: failed and no DSN was sent; kept in the queue (mailq, smtprelay "
 	    "show %s) until it is %s old or smtprelay delete %s removes it", env->id, env->id,
 	    lifetime, env->id);
@@ -374,7 +379,7 @@ static void sched_done(struct q_envelope *env, void *arg)
 				sched_unfail(&env->rcpts[i], &j->prev[i], now + c->retry_min);
 	} else if (nfailed > 0 && sched_bounce(s, j, failed, now) == 0 &&
 	    (!env->sender[0] || dsn_wanted(env, failed)))
-		sched_hold(s, env);	/* not when NOTIFY said the sender does not want to know */
+		sched_hold(s, env, now);	/* not when NOTIFY said the sender does not want to know */
 	free(failed);
 	due = sched_env_due(env);
 	if (due < 0)
