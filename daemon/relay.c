@@ -1559,7 +1559,9 @@ size_t relay_status(const struct relay *r, struct relay_smarthost_status *out, s
 		relay_copy(s->last_error, sizeof(s->last_error), sh->last_error);
 		s->connections = sh->nconns;
 		s->rate_per_sec = ratelimit_rate(&sh->rl);
-		s->held_until = sh->hold_until > relay_now() ? sh->held_until_wall : 0;
+		/* Throttled, or paused by a configuration error (down_until). */
+		s->held_until = (sh->hold_until > relay_now() || sh->down_until > relay_now()) &&
+		    sh->held_until_wall > time(NULL) ? sh->held_until_wall : 0;
 	}
 	return n;
 }

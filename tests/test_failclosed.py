@@ -206,6 +206,13 @@ class FailClosedTest(testlib.TestCase):
                    r"suspended: configuration error")
         self.assertEqual(len([e for e in fx.events() if e["event"] == "mail"]), mails)
         self.assertEqual(len(d.queue_ids()), 2)
+        self.check_status_paused(d)
+
+    def check_status_paused(self, d):
+        rc, out, err = self.admin(d, "status")
+        self.assertRegex(out, r"(?m)^  last error: [^\n]*configuration error")
+        self.assertRegex(out, r"(?m)^  last error at: \d{4}-")
+        self.assertRegex(out, r"(?m)^  held until: \d{4}-")
 
     def test_530_without_credentials_defers(self):
         fx = self.smarthost()
@@ -220,6 +227,7 @@ class FailClosedTest(testlib.TestCase):
         self.send(d)
         d.wait_log(r"to=<bob@example\.com>.*status=deferred \([^\n]*535 [^\n]*configuration error")
         self.assertEqual(len(d.queue_ids()), 1)
+        self.check_status_paused(d)
         self.assertNotIn("status=bounced", d.log())
 
     def replies_smarthost(self, replies):
