@@ -89,17 +89,18 @@ static void main_warn_lines(char *text)
 }
 
 /* Fail closed (DESIGN §2): a secret the service user cannot read stops the
- * start and -t, whoever runs them (systemd starts us as that user). */
-static int main_secrets(struct config *c, bool logged)
+ * start and -t, whoever runs them (systemd starts us as that user).  At
+ * start we are the reader ourselves, whatever user that is. */
+static int main_secrets(struct config *c, bool starting)
 {
 	char *errors = NULL, *warnings = NULL;
-	int r = secaccess_load(c, &errors, &warnings);
+	int r = secaccess_load(c, starting, &errors, &warnings);
 
 	if (warnings)
 		main_warn_lines(warnings);
 	if (errors) {
 		fputs(errors, stderr);
-		if (logged && !isatty(STDERR_FILENO))
+		if (starting && !isatty(STDERR_FILENO))
 			for (char *l = strtok(errors, "\n"); l; l = strtok(NULL, "\n"))
 				log_err("%s", l);
 	}

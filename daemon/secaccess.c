@@ -261,7 +261,7 @@ static char *secaccess_join(char *a, char *b)
 	return s;
 }
 
-int secaccess_load(struct config *c, char **errors, char **warnings)
+int secaccess_load(struct config *c, bool reader, char **errors, char **warnings)
 {
 	char *found = NULL, *unread = NULL;
 	int r = secaccess_check(c, &found);
@@ -270,6 +270,12 @@ int secaccess_load(struct config *c, char **errors, char **warnings)
 	if (r < 0) {
 		*errors = found;
 		return -1;
+	}
+	if (r > 0 && reader) {
+		/* We are the process that will use them, whoever we run as. */
+		free(found);
+		found = NULL;
+		r = 0;
 	}
 	if (conf_load_secrets(c, NULL, &unread) < 0 && r == 0) {
 		*errors = unread ? unread : strdup("cannot read the secrets\n");

@@ -13,6 +13,8 @@
 #ifndef SMTPRELAY_SECACCESS_H
 #define SMTPRELAY_SECACCESS_H
 
+#include <stdbool.h>
+
 #include "conf/conf.h"
 
 /* 0: every secret is usable by c->user.  -1: *errors (malloc'ed) holds one
@@ -22,9 +24,11 @@
  * checked exactly, *errors says so.  *errors may be NULL on 0. */
 int secaccess_check(const struct config *c, char **errors);
 /* The policy of start, -t, check-config and probe: secaccess_check, then
- * conf_load_secrets.  0: usable (*warnings, malloc'ed or NULL, holds what an
+ * conf_load_secrets.  reader: the caller is the daemon itself, which will
+ * use the secrets as whatever user it runs as, so what it cannot read is an
+ * error in any case.  0: usable (*warnings, malloc'ed or NULL, holds what an
  * unprivileged caller other than the service user could not check); -1:
  * *errors holds one line per problem and the caller exits 78. */
-int secaccess_load(struct config *c, char **errors, char **warnings);
+int secaccess_load(struct config *c, bool reader, char **errors, char **warnings);
 
 #endif

@@ -519,7 +519,7 @@ static void admin_warn_lines(char *text)
 static int admin_fail_closed(struct admin *a)
 {
 	char *errors = NULL, *warnings = NULL;
-	int r = secaccess_load(a->conf, &errors, &warnings);
+	int r = secaccess_load(a->conf, false, &errors, &warnings);
 
 	if (warnings)
 		admin_warn_lines(warnings);

@@ -23,7 +23,7 @@ static struct config *probe_main_config(const char *path)
 	if (c) {
 		free(errors);
 		errors = NULL;
-		if (secaccess_load(c, &errors, &warnings) < 0) {
+		if (secaccess_load(c, false, &errors, &warnings) < 0) {
 			conf_free(c);
 			c = NULL;
 		}
