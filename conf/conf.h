@@ -129,6 +129,9 @@ struct config *conf_load(const char *path, char **errors);
  * With old != NULL (SIGHUP), an unreadable secret keeps its old value with a
  * warning.  Returns 0, or -1 with messages appended to *errors. */
 int conf_load_secrets(struct config *c, const struct config *old, char **errors);
+/* Where a secret file named in c is read from (relative: $CREDENTIALS_DIRECTORY,
+ * else next to the config file).  0, or -1 when it does not fit. */
+int conf_secret_file_path(const struct config *c, const char *file, char *out, size_t size);
 void conf_free(struct config *c);
 
 /* Config file to use: -C/-c value, else $SMTPRELAY_CONF, else the default. */

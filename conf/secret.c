@@ -57,7 +57,8 @@ static const char *conf_secret_read(const char *path, char **out)
 	if (why)
 		return why;
 	if (st.st_mode & S_IROTH)
-		log_warn("secret file %s is readable by others: run chmod 640 %s", path, path);
+		log_warn("secret file %s is readable by others: run chmod o-r %s (the service "
+		    "user reads it as owner or group)", path, path);
 	/* One trailing newline is an editor's, not the secret's. */
 	if (len > 0 && s[len - 1] == '\n' && --len > 0 && s[len - 1] == '\r')
 		len--;
@@ -137,4 +138,9 @@ int conf_load_secrets(struct config *c, const struct config *old, char **errors)
 	conf_errors_out(&j.errors, errors);
 	buf_free(&j.errors);
 	return j.rc;
+}
+
+int conf_secret_file_path(const struct config *c, const char *file, char *out, size_t size)
+{
+	return conf_secret_path(c, file, out, size);
 }

@@ -865,7 +865,10 @@ static struct smtp_client *conn_new_client(const struct conn_params *p)
 	cp.helo_name = p->helo_name;
 	cp.tls = port->mode == CONF_TLS_IMPLICIT ? SMTP_CLIENT_TLS_IMPLICIT
 	    : port->mode == CONF_TLS_NONE ? SMTP_CLIENT_TLS_NONE : SMTP_CLIENT_TLS_STARTTLS;
-	cp.username = p->secret && sh->username && sh->username[0] ? sh->username : NULL;
+	/* Never "no secret, so no AUTH" (DESIGN §2: fail closed); conn_new
+	 * refuses that case.  PORT/none sends no AUTH by design. */
+	cp.username = port->mode != CONF_TLS_NONE && sh->username && sh->username[0]
+	    ? sh->username : NULL;
 	cp.secret = cp.username ? p->secret : NULL;
 	cp.auth_mechs = sh->auth_mechs;
 	cp.server_host = sh->host;
@@ -881,6 +884,11 @@ struct conn *conn_new(struct event_base *base, struct evdns_base *dns, const str
 	if (!base || !dns || !p || !p->sh || !p->sh->host || p->port_index >= p->sh->nports
 	    || (p->sh->ports[p->port_index].mode != CONF_TLS_NONE && !p->ssl_ctx)) {
 		errno = EINVAL;
+		return NULL;
+	}
+	if (p->sh->username && p->sh->username[0] && !p->secret &&
+	    p->sh->ports[p->port_index].mode != CONF_TLS_NONE) {
+		errno = ENOKEY;		/* a username without its secret: never unauthenticated */
 		return NULL;
 	}
 	c = calloc(1, sizeof(*c));

@@ -52,7 +52,7 @@ struct ctl_msg {
 	struct q_envelope *env;
 	bool owned;			/* env is ours to free (not a ring entry) */
 	enum q_area area;
-	const char *status;		/* queued, delivering, maildrop, finished */
+	const char *status;		/* queued, held, delivering, maildrop, finished */
 };
 
 static void ctl_client_free(struct ctl_client *cl)
@@ -228,7 +228,8 @@ static int ctl_find(struct ctl *c, const char *id, struct ctl_msg *m, char *err,
 		m->area = a == 0 ? Q_QUEUE : Q_MAILDROP;
 		if (queue_read(d->queue, m->area, id, &m->env, err, errlen) == 0) {
 			m->status = m->area == Q_MAILDROP ? "maildrop" :
-			    d->sched && sched_busy(d->sched, id) ? "delivering" : "queued";
+			    d->sched && sched_busy(d->sched, id) ? "delivering" :
+			    m->env->held ? "held" : "queued";
 			return 0;
 		}
 		if (errno != ENOENT)
@@ -292,8 +293,12 @@ static void ctl_flush(struct ctl_client *cl, const char *arg)
 	(void)arg;
 	if (d->pickup)
 		pickup_scan(d->pickup);
+	log_info("flush requested (uid %ld)", (long)cl->uid);
+	/* Smarthosts first: a flushed message must find them eligible (DESIGN §3). */
+	if (d->relay)
+		relay_flush(d->relay);
 	n = d->sched ? sched_flush(d->sched) : 0;
-	log_info("flush requested (uid %ld): %zu message%s", (long)cl->uid, n, n == 1 ? "" : "s");
+	log_info("flush: %zu deferred message%s due now", n, n == 1 ? "" : "s");
 	ctl_answerf(cl, "ok flushing %zu message%s", n, n == 1 ? "" : "s");
 }
 
@@ -526,6 +531,23 @@ static const char *ctl_sh_host(const struct config *c, const char *name)
 	return "?";
 }
 
+/* A secret the service user could not read (a reload kept no old value):
+ * that smarthost sends nothing until it is fixed (DESIGN §2). */
+static void ctl_status_credentials(FILE *f, const struct config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nsmarthosts; i++) {
+		const struct conf_smarthost *sh = &c->smarthosts[i];
+		const char *file = sh->password_file && !sh->password ? sh->password_file
+		    : sh->oauth2_client_secret_file && !sh->oauth2_client_secret
+		    ? sh->oauth2_client_secret_file : NULL;
+
+		if (strcmp(sh->name, name) == 0 && file)
+			fprintf(f, "  CREDENTIALS UNREADABLE: %s cannot be read by user %s: nothing "
+			    "is sent to this smarthost, its mail stays queued (smtprelayd -t says "
+			    "why)\n", file, c->user);
+	}
+}
+
 static void ctl_status_smarthosts(FILE *f, struct daemon *d)
 {
 	struct relay_smarthost_status st[16];
@@ -541,6 +563,7 @@ static void ctl_status_smarthosts(FILE *f, struct daemon *d)
 			fprintf(f, "rate %.2f/s\n", st[i].rate_per_sec);
 		else
 			fputs("rate unlimited\n", f);
+		ctl_status_credentials(f, d->conf, st[i].name);
 		ctl_time(f, "  last success: ", st[i].last_success);
 		if (st[i].last_error[0])
 			fprintf(f, "  last error: %s\n", st[i].last_error);

@@ -30,6 +30,7 @@
 #include "daemon/sched.h"
 #include "daemon/stats.h"
 #include "daemon/signer.h"
+#include "daemon/secaccess.h"
 #include "lib/log.h"
 
 #define MAIN_GRACE 8			/* deliveries in progress may finish */
@@ -104,6 +105,27 @@ static int main_check_dkim(const struct config *c)
 	return s ? 0 : -1;
 }
 
+/* Fail closed (DESIGN §2): a secret the service user cannot read stops the
+ * start and -t, whoever runs them (systemd starts us as that user).  At
+ * start we are the reader ourselves, whatever user that is. */
+static int main_secrets(struct config *c, bool starting)
+{
+	char *errors = NULL, *warnings = NULL;
+	int r = secaccess_load(c, starting, &errors, &warnings);
+
+	if (warnings)
+		main_warn_lines(warnings);
+	if (errors) {
+		fputs(errors, stderr);
+		if (starting && !isatty(STDERR_FILENO))
+			for (char *l = strtok(errors, "\n"); l; l = strtok(NULL, "\n"))
+				log_err("%s", l);
+	}
+	free(errors);
+	free(warnings);
+	return r;
+}
+
 /* -t: exit 0 if the configuration is usable, 78 with FILE:LINE messages if not. */
 static int main_check_config(const char *path)
 {
@@ -115,10 +137,7 @@ static int main_check_config(const char *path)
 		free(errors);
 		return EX_CONFIG;
 	}
-	if (conf_load_secrets(c, NULL, &errors) < 0 && errors)
-		main_warn_lines(errors);
-	free(errors);
-	if (main_check_dkim(c) < 0) {
+	if (main_secrets(c, false) < 0 || main_check_dkim(c) < 0) {
 		conf_free(c);
 		return EX_CONFIG;
 	}
@@ -373,9 +392,10 @@ static struct config *main_load_config(const char *path)
 		free(errors);
 		return NULL;
 	}
-	if (conf_load_secrets(c, NULL, &errors) < 0 && errors)
-		main_log_lines(LOG_WARNING, errors);
-	free(errors);
+	if (main_secrets(c, true) < 0) {
+		conf_free(c);
+		return NULL;
+	}
 	return c;
 }
 

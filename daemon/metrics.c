@@ -26,9 +26,11 @@
 #define METRICS_MAXSH 64
 
 /* Message states of smtprelay_queue_messages: not yet picked up, in
- * delivery, waiting with some recipient deferred, waiting for a first try. */
-enum metrics_qstate { MQ_PENDING, MQ_DEFERRED, MQ_ACTIVE, MQ_MAILDROP, MQ_N };
-static const char *const metrics_qstates[MQ_N] = { "pending", "deferred", "active", "maildrop" };
+ * delivery, waiting with some recipient deferred, waiting for a first try,
+ * kept on hold (a failure whose DSN failed or was suppressed). */
+enum metrics_qstate { MQ_PENDING, MQ_DEFERRED, MQ_ACTIVE, MQ_MAILDROP, MQ_HELD, MQ_N };
+static const char *const metrics_qstates[MQ_N] = { "pending", "deferred", "active", "maildrop",
+	"held" };
 static const char *const metrics_rstates[] = { "pending", "deferred", "delivered", "failed" };
 static const char *const metrics_sources[STATS_NSOURCES] = { "sendmail", "smtp" };
 
@@ -71,6 +73,8 @@ static void metrics_count_one(void *arg, enum q_area area, const struct q_envelo
 	}
 	if (area == Q_MAILDROP)
 		st = MQ_MAILDROP;
+	else if (env->held)
+		st = MQ_HELD;
 	else if (s->d->sched && sched_busy(s->d->sched, env->id))
 		st = MQ_ACTIVE;
 	else

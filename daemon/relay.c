@@ -14,6 +14,7 @@
 #include "daemon/conn.h"
 #include "daemon/oauth2.h"
 #include "daemon/ratelimit.h"
+#include "daemon/replyclass.h"
 #include "daemon/secret.h"
 #include "daemon/stats.h"
 #include "daemon/tls.h"
@@ -564,6 +565,35 @@ static void relay_sh_temp_throttle(struct relay_sh *sh, const char *reason)
 	}
 }
 
+/* A reply blaming our account or configuration (DESIGN §4): the same for
+ * every message until the admin acts, so the smarthost is paused (its waiting
+ * messages fail over or are deferred) instead of failing one after another. */
+static void relay_sh_config_pause(struct relay_sh *sh, const char *relay, const char *reason)
+{
+	double pause = sh->r->tune.down_ms / 1000.0;
+
+	relay_note_error(sh, reason);
+	sh->held_until_wall = time(NULL) + (time_t)pause;
+	log_err("smarthost %s: %s: mail stays queued; smarthost paused for %gs (fix the account "
+	    "or configuration, then run smtprelay flush)", sh->conf->name, reason, pause);
+	if (!sh->retired)
+		relay_sh_failover(sh, relay, reason);
+}
+
+/* "configuration error: " + reason, in place (truncated to fit). */
+static void relay_config_reason(char *reason, size_t size)
+{
+	size_t plen = strlen(REPLYCLASS_PREFIX), len = strlen(reason);
+
+	if (strstr(reason, "configuration error") || size <= plen + 1)
+		return;
+	if (len + plen >= size)
+		len = size - 1 - plen;
+	memmove(reason + plen, reason, len);
+	memcpy(reason, REPLYCLASS_PREFIX, plen);
+	reason[plen + len] = '\0';
+}
+
 static const char *relay_secret_file(const struct relay_sh *sh)
 {
 	if (sh->conf->password_file)
@@ -662,7 +692,8 @@ static void relay_on_secret(const char *secret, size_t len, const char *status,
 		relay_connect(rc, secret);
 		return;
 	}
-	snprintf(reason, sizeof(reason), "password_command for smarthost %s failed (%s)%s%s",
+	snprintf(reason, sizeof(reason), "configuration error: password_command for smarthost "
+	    "%s failed (%s)%s%s",
 	    rc->sh->conf->name, status, detail && *detail ? ": " : "", detail ? detail : "");
 	log_err("%s", reason);
 	relay_conn_fail_early(rc, CONN_TOKEN_FAILED, reason);
@@ -714,6 +745,14 @@ static int relay_open(struct relay_sh *sh, size_t walk)
 			return 0;
 		snprintf(reason, sizeof(reason), "smarthost %s: cannot request an OAuth2 access "
 		    "token: %s", sh->conf->name, strerror(errno));
+		relay_conn_fail_early(rc, CONN_TOKEN_FAILED, reason);
+		return -1;
+	}
+	if (relay_needs_auth(sh, rc->port) && !sh->conf->password) {
+		snprintf(reason, sizeof(reason), "configuration error: smarthost %s: the secret for "
+		    "user %s could not be read (%s): not sending without AUTH", sh->conf->name,
+		    sh->conf->username, relay_secret_file(sh));
+		log_err("%s", reason);
 		relay_conn_fail_early(rc, CONN_TOKEN_FAILED, reason);
 		return -1;
 	}
@@ -964,7 +1003,7 @@ static void relay_results(struct relay_conn *rc, struct relay_msg *m, struct con
 	size_t n = cl ? smtp_client_nrcpts(cl) : 0;
 	const struct smtp_client_result *thr = cl ? relay_find_throttle(cl, n) : NULL;
 	bool keep = false, delivered = false, hold = thr && relay_keep_throttled(m);
-	char reason[RELAY_REASON_MAX];
+	char reason[RELAY_REASON_MAX], cfg_reason[RELAY_REASON_MAX] = "";
 
 	if (lost && rc->nsent > 0 && !m->reuse_retried && cl && relay_dropped_before_mail(cl)) {
 		m->reuse_retried = true;
@@ -976,13 +1015,18 @@ static void relay_results(struct relay_conn *rc, struct relay_msg *m, struct con
 		struct relay_rcpt *rr = &m->rcpts[m->map[i]];
 		const struct smtp_client_result *res = i < n ? smtp_client_rcpt_result(cl, i) : NULL;
 		int code = res ? res->code : 0;
+		bool config = replyclass_result_is_config(res);
 
 		if (hold && code / 100 != 2 && code / 100 != 5) {
 			keep = true;	/* not an attempt: back in line */
 			continue;
 		}
 		relay_result_reason(res, peer, reason, sizeof(reason));
-		relay_outcome(m, rr, relay_code_state(code), peer, tls, reason);
+		if (config) {
+			relay_config_reason(reason, sizeof(reason));
+			relay_copy(cfg_reason, sizeof(cfg_reason), reason);
+		}
+		relay_outcome(m, rr, config ? Q_DEFERRED : relay_code_state(code), peer, tls, reason);
 		delivered |= rr->state == Q_DELIVERED;
 	}
 	m->nsend = 0;
@@ -992,6 +1036,8 @@ static void relay_results(struct relay_conn *rc, struct relay_msg *m, struct con
 	}
 	if (thr)
 		relay_sh_throttle(sh, thr->text);
+	if (cfg_reason[0])
+		relay_sh_config_pause(sh, peer, cfg_reason);
 	if (keep)
 		relay_requeue(sh, m);
 	else
@@ -1032,6 +1078,19 @@ static void relay_fail_peer(struct conn *c, enum conn_verdict v, char *out, size
 		relay_copy(out, size, conn_peer(c));
 }
 
+/* The session failed on a reply that blames our account or configuration
+ * (530 to EHLO, 535, 5.7.x to AUTH...): out gets the configuration-error reason. */
+static bool relay_session_config_error(struct conn *c, const char *reason, char *out, size_t size)
+{
+	const struct smtp_client *cl = conn_client(c);
+
+	if (!cl || !replyclass_result_is_config(smtp_client_error_reply(cl)))
+		return false;
+	relay_copy(out, size, reason ? reason : "authentication or account refused");
+	relay_config_reason(out, size);
+	return true;
+}
+
 static void relay_on_closed(struct conn *c, enum conn_verdict v, const char *reason, void *arg)
 {
 	struct relay_conn *rc = arg;
@@ -1039,7 +1098,7 @@ static void relay_on_closed(struct conn *c, enum conn_verdict v, const char *rea
 	struct relay_msg *m = rc->msg;
 	bool ready = rc->ready;
 	size_t walk = rc->walk;
-	char relay[RELAY_PEER_MAX];
+	char relay[RELAY_PEER_MAX], cfg[RELAY_REASON_MAX];
 
 	relay_fail_peer(c, v, relay, sizeof(relay));
 	rc->msg = NULL;
@@ -1049,7 +1108,14 @@ static void relay_on_closed(struct conn *c, enum conn_verdict v, const char *rea
 	}
 	rc->c = NULL;
 	relay_conn_release(rc);
-	if (!ready)
+	if (!ready && relay_session_config_error(c, reason, cfg, sizeof(cfg))) {
+		if (v != CONN_AUTH_FAILED)	/* that one is logged with its fix */
+			log_err("smarthost %s: %s: mail stays queued (fix the account or "
+			    "configuration, then run smtprelay flush)", sh->conf->name, cfg);
+		relay_conn_failed(sh, walk, v, relay, cfg);
+		if (sh->down_until > relay_now())	/* status: "held until" */
+			sh->held_until_wall = time(NULL) + (time_t)(sh->down_until - relay_now());
+	} else if (!ready)
 		relay_conn_failed(sh, walk, v, relay, reason ? reason : "connection failed");
 	else if (v != CONN_OK && reason)
 		relay_note_error(sh, reason);
@@ -1373,6 +1439,33 @@ static void relay_retire(struct relay *r, struct relay_sh *sh, struct relay_msgq
 	LIST_INSERT_HEAD(&r->retired, sh, retired_link);
 }
 
+static void relay_sh_flush(struct relay_sh *sh, double now)
+{
+	bool down = sh->down_until > now, held = sh->hold_until > now;
+	bool slowed = ratelimit_rate(&sh->rl) != sh->conf->rate_per_sec;
+
+	if (!down && !held && !slowed)
+		return;
+	log_info("flush: smarthost %s eligible now (%s%s%s%s%s)", sh->conf->name,
+	    down ? "pause after a failure lifted" : "", down && (held || slowed) ? ", " : "",
+	    held ? "throttling hold lifted" : "", held && slowed ? ", " : "",
+	    slowed ? "sending rate back to rate_limit" : "");
+	sh->down_until = 0;
+	sh->hold_until = 0;
+	sh->held_until_wall = 0;
+	if (slowed)
+		ratelimit_configure(&sh->rl, sh->conf->rate_count, sh->conf->rate_window, now);
+	relay_sh_kick(sh);
+}
+
+void relay_flush(struct relay *r)
+{
+	double now = relay_now();
+
+	for (size_t i = 0; i < r->nshs; i++)
+		relay_sh_flush(r->shs[i], now);
+}
+
 int relay_reload(struct relay *r, const struct config *conf)
 {
 	struct relay_sh **old = r->shs;
@@ -1518,7 +1611,9 @@ size_t relay_status(const struct relay *r, struct relay_smarthost_status *out, s
 		relay_copy(s->last_error, sizeof(s->last_error), sh->last_error);
 		s->connections = sh->nconns;
 		s->rate_per_sec = ratelimit_rate(&sh->rl);
-		s->held_until = sh->hold_until > relay_now() ? sh->held_until_wall : 0;
+		/* Throttled, or paused by a configuration error (down_until). */
+		s->held_until = (sh->hold_until > relay_now() || sh->down_until > relay_now()) &&
+		    sh->held_until_wall > time(NULL) ? sh->held_until_wall : 0;
 	}
 	return n;
 }

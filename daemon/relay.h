@@ -49,6 +49,11 @@ size_t relay_inflight(const struct relay *r);
  * on a config two reloads old are aborted (their messages are retried).
  * Returns 0; -1 on ENOMEM (the old config stays in use). */
 int relay_reload(struct relay *r, const struct config *conf);
+/* `smtprelay flush` / `sendmail -q` (DESIGN §3): every smarthost eligible
+ * at once: no hold after a failed connection or a configuration-error
+ * reply, no throttling hold or slowdown (rate_limit still applies).  Each
+ * smarthost it released is logged. */
+void relay_flush(struct relay *r);
 /* SIGTERM: start nothing new; transactions in progress may finish until
  * grace runs out, then everything is aborted and every message still held is
  * reported DEFERRED ("delivery interrupted by shutdown").  idle() is called

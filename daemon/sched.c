@@ -103,6 +103,15 @@ time_t sched_env_due(const struct q_envelope *env)
 	return due;
 }
 
+time_t sched_held_until(const struct q_envelope *env, unsigned lifetime, time_t now)
+{
+	time_t until = (time_t)(env->arrival_us / 1000000) + (time_t)lifetime;
+
+	if (!env->held || sched_env_due(env) >= 0 || until <= now)
+		return -1;
+	return until;
+}
+
 static int sched_expire_rcpt(struct q_rcpt *r, const char *lifetime)
 {
 	char reason[SCHED_REASON_MAX];
@@ -288,7 +297,7 @@ static void sched_log_expired(const struct q_envelope *env, const bool *failed, 
 
 /* The DSN goes into the queue before the failed state is written; if it
  * cannot, the recipients stay deferred so the DSN is tried again later. */
-static void sched_bounce(struct sched *s, struct sched_job *j, bool *failed, time_t now)
+static int sched_bounce(struct sched *s, struct sched_job *j, bool *failed, time_t now)
 {
 	struct q_envelope *env = j->env;
 	char dsnid[QID_SIZE];
@@ -305,6 +314,28 @@ static void sched_bounce(struct sched *s, struct sched_job *j, bool *failed, tim
 			if (failed[i])
 				sched_unfail(&env->rcpts[i], &j->prev[i], now + s->d->conf->retry_min);
 	}
+	return r;
+}
+
+/* A failure nobody is told about (no DSN: null sender, or the DSN limit)
+ * keeps the message visible on hold instead of deleting it (DESIGN §4). */
+static void sched_hold(struct sched *s, struct q_envelope *env, time_t now)
+{
+	char lifetime[64];
+
+	/* Marked now even while other recipients are deferred: held once they are done. */
+	if (env->held)
+		return;
+	sched_duration_text(s->d->conf->queue_lifetime, lifetime, sizeof(lifetime));
+	if (sched_expired(env->arrival_us, now, s->d->conf->queue_lifetime)) {
+		log_warn("%s: failed and no DSN was sent; it is %s old: not held, removed",
+		    env->id, lifetime);
+		return;
+	}
+	env->held = true;
+	log_warn("%s: held: failed and no DSN was sent; kept in the queue (mailq, smtprelay "
+	    "show %s) until it is %s old or smtprelay delete %s removes it", env->id, env->id,
+	    lifetime, env->id);
 }
 
 /* Deleted during its delivery (sched_cancel): no state, no DSN, just gone. */
@@ -346,10 +377,13 @@ static void sched_done(struct q_envelope *env, void *arg)
 		for (size_t i = 0; i < env->nrcpts; i++)
 			if (env->rcpts[i].state == Q_FAILED && j->prev[i].state != Q_FAILED)
 				sched_unfail(&env->rcpts[i], &j->prev[i], now + c->retry_min);
-	} else if (nfailed > 0)
-		sched_bounce(s, j, failed, now);
+	} else if (nfailed > 0 && sched_bounce(s, j, failed, now) == 0 &&
+	    (!env->sender[0] || dsn_wanted(env, failed)))
+		sched_hold(s, env, now);	/* not when NOTIFY said the sender does not want to know */
 	free(failed);
 	due = sched_env_due(env);
+	if (due < 0)
+		due = sched_held_until(env, c->queue_lifetime, now);
 	/* Every recipient is final: removing the message is its state update,
 	 * which saves a state file and two fsyncs per message.  A removal lost
 	 * in a crash means a duplicate at worst, which at-least-once allows. */
@@ -430,7 +464,11 @@ static void sched_dispatch(struct sched *s, struct sched_msg *m, time_t now)
 	if (!(env = sched_open(s, m, &lockfd, now)))
 		return;
 	due = sched_env_due(env);
+	if (due < 0 && (due = sched_held_until(env, s->d->conf->queue_lifetime, now)) > 0)
+		m->forced = false;	/* a held message waits for its end, flush or not */
 	if (due < 0) {
+		if (env->held)
+			log_info("%s: held for queue_lifetime: removing it", id);
 		sched_finish(s, id);
 		close(lockfd);
 		q_envelope_free(env);
@@ -545,6 +583,8 @@ static void sched_load_one(struct sched *s, const char *id)
 		return;
 	}
 	due = sched_env_due(env);
+	if (due < 0)
+		due = sched_held_until(env, s->d->conf->queue_lifetime, time(NULL));
 	q_envelope_free(env);
 	if (due < 0) {
 		/* Finished before a crash could remove it. */

@@ -78,6 +78,10 @@ void sched_duration_text(unsigned seconds, char *out, size_t len);
 /* Earliest time a recipient is due (0 = now), or -1 when every recipient
  * is DELIVERED or FAILED. */
 time_t sched_env_due(const struct q_envelope *env);
+/* A held message (DESIGN §4: env->held, nothing left to deliver) stays in
+ * the queue until queue_lifetime ends: that time, or -1 when it is not held
+ * or its time is over. */
+time_t sched_held_until(const struct q_envelope *env, unsigned lifetime, time_t now);
 /* After a delivery attempt: newly deferred recipients get next_attempt;
  * past queue_lifetime every still-deferred recipient fails with
  * "message expired after N days in the queue: LAST REASON".  failed[i] is

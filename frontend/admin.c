@@ -29,6 +29,7 @@
 #include "frontend/probe.h"
 #include "frontend/keygen.h"
 #include "daemon/signer.h"
+#include "daemon/secaccess.h"
 
 #define ADMIN_POLL_MS 200		/* send-test: how often the daemon is asked */
 #define ADMIN_MAX_RCPTS 64		/* send-test: recipients reported */
@@ -51,7 +52,7 @@ static void admin_usage(FILE *f)
 	fputs("usage: smtprelay [-C FILE|-c FILE] COMMAND [ARGS]\n"
 	    "commands:\n"
 	    "  queue [--json]             list the queue (mailq layout, or JSON)\n"
-	    "  flush                      retry deferred mail now\n"
+	    "  flush                      deliver deferred mail now, lifting every hold\n"
 	    "  delete ID... | --all       remove messages (root or the service user)\n"
 	    "  show ID                    a message's envelope, recipients and headers\n"
 	    "  status [--json]            daemon, queue counts, smarthosts, counters\n"
@@ -578,17 +579,27 @@ static int admin_check_dkim(const struct config *c)
 	return s ? 0 : -1;
 }
 
+/* Secrets as the service user sees them (DESIGN §2); -1 after printing why. */
+static int admin_fail_closed(struct admin *a)
+{
+	char *errors = NULL, *warnings = NULL;
+	int r = secaccess_load(a->conf, false, &errors, &warnings);
+
+	if (warnings)
+		admin_warn_lines(warnings);
+	if (errors)
+		fputs(errors, stderr);
+	free(errors);
+	free(warnings);
+	return r;
+}
+
 static int admin_check_config(struct admin *a, int argc, char **argv)
 {
-	char *errors = NULL;
-
 	if (argc > 1)
 		return admin_bad_usage("check-config: unexpected argument \"%s\"", argv[1]);
 	/* The config itself was loaded (and found valid) before any command. */
-	if (conf_load_secrets(a->conf, NULL, &errors) < 0 && errors)
-		admin_warn_lines(errors);
-	free(errors);
-	if (admin_check_dkim(a->conf) < 0)
+	if (admin_fail_closed(a) < 0 || admin_check_dkim(a->conf) < 0)
 		return EX_CONFIG;
 	if (a->conf->nsmarthosts == 0)
 		log_warn("%s: no smarthost configured: mail will stay queued", a->conf->path);
@@ -878,7 +889,8 @@ static int admin_probe(struct admin *a, int argc, char **argv)
 		else
 			return admin_bad_usage("probe: unexpected argument \"%s\"", argv[i]);
 	}
-	admin_load_secrets(a);
+	if (admin_fail_closed(a) < 0)
+		return EX_CONFIG;
 	return probe_run(a->conf, json, stdout);
 }
 

@@ -36,14 +36,16 @@ static void mailq_message(FILE *out, const struct q_envelope *env, bool active)
 	char tbuf[32], *ts, id[QID_SIZE + 1];
 	struct tm tm;
 
-	snprintf(id, sizeof(id), "%s%s", env->id, active ? "*" : "");
+	/* Postfix marks a message in delivery '*' and one on hold '!'. */
+	snprintf(id, sizeof(id), "%s%s", env->id, active ? "*" : env->held ? "!" : "");
 	ts = asctime_r(localtime_r(&arrival, &tm), tbuf);
 	fprintf(out, MAILQ_SENDER_FORMAT, id, (unsigned long long)env->size,
 	    ts ? ts : "", env->sender[0] ? env->sender : "MAILER-DAEMON");
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct q_rcpt *r = &env->rcpts[i];
-		/* Done recipients are no longer queued, as in Postfix. */
-		if (r->state == Q_DELIVERED || r->state == Q_FAILED)
+		/* Done recipients are no longer queued, as in Postfix; a held
+		 * message shows the failures it is held for. */
+		if (r->state == Q_DELIVERED || (r->state == Q_FAILED && !env->held))
 			continue;
 		mailq_reason(out, r->last_reason ? r->last_reason : "", &prev);
 		fprintf(out, MAILQ_STRING_FORMAT, "", "", "", r->addr);
@@ -147,6 +149,8 @@ static void mailq_count_one(void *arg, enum q_area area, const struct q_envelope
 	for (size_t i = 0; i < env->nrcpts; i++)
 		if ((unsigned)env->rcpts[i].state <= Q_FAILED)
 			k->c->rcpts[env->rcpts[i].state]++;
+	if (env->held)
+		k->c->held++;
 }
 
 int mailq_count(struct queue *q, mailq_active_fn active, void *ctx, struct mailq_counts *c,
@@ -167,6 +171,10 @@ void mailq_counts_print(FILE *out, const struct mailq_counts *c)
 	    c->messages, c->messages == 1 ? "" : "s", c->active, c->maildrop, c->bytes / 1024);
 	fprintf(out, "recipients: %lu pending, %lu deferred, %lu delivered, %lu failed\n",
 	    c->rcpts[Q_PENDING], c->rcpts[Q_DEFERRED], c->rcpts[Q_DELIVERED], c->rcpts[Q_FAILED]);
+	if (c->held)
+		fprintf(out, "held: %lu message%s with failures nobody was told about (mailq "
+		    "marks them '!'; smtprelay show ID, smtprelay delete ID)\n", c->held,
+		    c->held == 1 ? "" : "s");
 }
 
 /* ---- show ---- */

@@ -1,5 +1,6 @@
 #include "config.h"
 #include "frontend/oauth2_login.h"
+#include "frontend/login_state.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -29,6 +30,7 @@ struct login {
 	struct event_base *base;
 	struct evdns_base *dns;
 	SSL_CTX *ctx;
+	const struct config *conf;
 	const struct conf_smarthost *sh;
 	char *device_url;
 	char *device_code;
@@ -153,6 +155,11 @@ static void login_store(struct login *l, const struct oauth2_token *tok)
 	}
 	if (oauth2_save_refresh_token(file, tok->refresh_token, err, sizeof(err)) < 0) {
 		login_fail(l, EX_CANTCREAT, "%s", err);
+		return;
+	}
+	if (login_state_own(l->conf, file) != EX_OK) {
+		l->rc = EX_CANTCREAT;
+		event_base_loopexit(l->base, NULL);
 		return;
 	}
 	printf("Signed in. The refresh token for smarthost %s is stored in %s (mode 0600).\n"
@@ -351,24 +358,6 @@ static const struct conf_smarthost *login_find(const struct config *c, const cha
 	return NULL;
 }
 
-/* Before anyone signs in: the token can be stored. */
-static int login_check_dir(const char *file)
-{
-	const char *slash = strrchr(file, '/');
-	char *dir = slash ? strndup(file, slash == file ? 1 : (size_t)(slash - file)) : strdup(".");
-	int r;
-
-	if (!dir)
-		return -1;
-	r = access(dir, W_OK | X_OK);
-	if (r < 0)
-		fprintf(stderr, "smtprelay oauth2-login: cannot store the refresh token: directory "
-		    "%s is not writable (%s); run this as the service user or root\n", dir,
-		    strerror(errno));
-	free(dir);
-	return r;
-}
-
 static int login_check(const struct config *c, const struct conf_smarthost *sh,
     const struct login_opts *o)
 {
@@ -381,9 +370,7 @@ static int login_check(const struct config *c, const struct conf_smarthost *sh,
 		    "oauth2_client_id and oauth2_refresh_token_file\n", c->path, o->name);
 		return EX_CONFIG;
 	}
-	if (login_check_dir(sh->oauth2_refresh_token_file) < 0)
-		return EX_CANTCREAT;
-	return EX_OK;
+	return login_state_prepare(c, sh->oauth2_refresh_token_file);
 }
 
 static int login_setup(struct login *l, const struct login_opts *o)
@@ -441,6 +428,7 @@ int oauth2_login_main(const struct config *c, int argc, char **argv)
 
 	if (login_args(argc, argv, &o) < 0)
 		return login_usage();
+	l.conf = c;
 	l.sh = login_find(c, o.name);
 	if ((rc = login_check(c, l.sh, &o)) != EX_OK)
 		return rc;

@@ -2,6 +2,7 @@
 #include "frontend/probe.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "daemon/conn.h"
 #include "daemon/oauth2.h"
+#include "daemon/replyclass.h"
 #include "daemon/secret.h"
 #include "daemon/tls.h"
 #include "lib/log.h"
@@ -29,6 +31,7 @@ struct probe_result {
 	size_t index;			/* into sh->ports */
 	bool done;
 	bool ready;			/* the session came up: ok */
+	bool unchecked;			/* our caller could not read the secret: unknown */
 	bool collected;
 	const char *verdict;		/* "ok" or a DESIGN §6 word */
 	char summary[PROBE_TEXT_MAX];
@@ -56,6 +59,7 @@ struct probe {
 	/* The implicit TLS retry's view of the smarthost: one port, /tls. */
 	bool retrying;
 	bool retry_tls;			/* the retry's TLS handshake succeeded */
+	bool mail_tried;		/* the MAIL FROM test without AUTH ran */
 	struct conf_smarthost alt;
 	struct conf_port alt_port;
 };
@@ -339,6 +343,7 @@ static void probe_retry_start(struct probe *p)
 	p->alt_port.mode = CONF_TLS_IMPLICIT;
 	p->alt.ports = &p->alt_port;
 	p->alt.nports = 1;
+	p->alt.username = NULL;		/* a handshake test: it quits before any AUTH */
 	if (p->alt.connect_timeout > PROBE_RETRY_TIMEOUT)
 		p->alt.connect_timeout = PROBE_RETRY_TIMEOUT;
 	p->retrying = true;
@@ -374,6 +379,44 @@ static void probe_retry_closed(struct probe *p, struct conn *c, enum conn_verdic
 
 /* ---- connection events ---- */
 
+/* Without AUTH, whether the server takes mail at all: one MAIL FROM, never
+ * a recipient or data ("without sending mail", DESIGN §6).  A server that
+ * demands AUTH answers 530 here, and then mail would stay queued. */
+static bool probe_try_mail(struct probe *p, struct conn *c)
+{
+	struct smtp_client_msg m = { .mail_only = true };
+	char sender[512];
+	int fd;
+
+	if (p->conf->from_address)
+		snprintf(sender, sizeof(sender), "%s", p->conf->from_address);
+	else
+		snprintf(sender, sizeof(sender), "postmaster@%s", p->conf->hostname);
+	m.sender = sender;
+	p->mail_tried = true;
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);	/* no content: nothing is sent */
+	if (fd >= 0 && conn_send(c, &m, fd) == 0)
+		return true;
+	if (fd >= 0)
+		close(fd);
+	return false;
+}
+
+static void probe_on_msg_done(struct conn *c, void *arg)
+{
+	struct probe *p = arg;
+	struct probe_result *r = p->r;
+	const struct smtp_client_result *res = smtp_client_msg_result(conn_client(c));
+
+	if (res && replyclass_result_is_config(res))
+		probe_set(r, "auth-failed", "the server demands AUTH, but smarthost %s has no "
+		    "username: %s; mail sent this way stays queued (deferred as a configuration "
+		    "error) until username and password are set", r->sh->name, res->text);
+	else if (res)
+		probe_note(r, "MAIL FROM without AUTH: %s", res->text);
+	conn_quit(c);
+}
+
 static void probe_on_ready(struct conn *c, void *arg)
 {
 	struct probe *p = arg;
@@ -398,6 +441,8 @@ static void probe_on_ready(struct conn *c, void *arg)
 		    used ? "AUTH " : "no AUTH", used ? smtp_client_mech_name(used) : "",
 		    used ? " as " : "", used ? r->sh->username : "", used ? " accepted" : "",
 		    conn_elapsed_ms(c));
+	if (!used && !p->mail_tried && probe_try_mail(p, c))
+		return;
 	conn_quit(c);
 }
 
@@ -434,7 +479,7 @@ static void probe_on_closed(struct conn *c, enum conn_verdict v, const char *rea
 
 static const struct conn_events probe_events = {
 	.ready = probe_on_ready,
-	.msg_done = NULL,
+	.msg_done = probe_on_msg_done,
 	.closed = probe_on_closed,
 };
 
@@ -526,7 +571,9 @@ static void probe_start(struct probe *p)
 	if (!sh->password) {
 		/* conf_load_secrets could not read password_file. */
 		probe_set(p->r, "auth-failed", "smarthost %s: no password (password_file %s could "
-		    "not be read)", sh->name, sh->password_file ? sh->password_file : "unset");
+		    "not be read by this user; run smtprelay probe as root or as the service user)",
+		    sh->name, sh->password_file ? sh->password_file : "unset");
+		p->r->unchecked = true;
 		probe_finish(p);
 		return;
 	}
@@ -537,6 +584,7 @@ static void probe_one(struct probe *p, struct probe_result *r)
 {
 	p->r = r;
 	p->retrying = false;
+	p->mail_tried = false;
 	clock_gettime(CLOCK_MONOTONIC, &p->t0);
 	log_debug("probe: smarthost %s %s:%u/%s", r->sh->name, r->sh->host, probe_port(r)->port,
 	    probe_mode_name(probe_port(r)->mode));
@@ -696,6 +744,15 @@ static const struct probe_result *probe_usable(const struct probe_result *res, s
 	return NULL;
 }
 
+/* "Mail will stay queued" only when it will: not when a port went untested. */
+static bool probe_unchecked(const struct probe_result *res, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (res[i].unchecked)
+			return true;
+	return false;
+}
+
 static void probe_report(FILE *out, const struct probe_result *res, size_t n, bool json)
 {
 	const struct probe_result *use = probe_usable(res, n);
@@ -709,6 +766,11 @@ static void probe_report(FILE *out, const struct probe_result *res, size_t n, bo
 	}
 	for (size_t i = 0; i < n; i++)
 		probe_print_text(out, &res[i]);
+	if (!use && probe_unchecked(res, n)) {
+		fputs("no usable port found, but some could not be checked without the secret: "
+		    "run smtprelay probe as root or as the service user\n", out);
+		return;
+	}
 	if (!use) {
 		fputs("no usable port: mail will stay queued\n", out);
 		return;

@@ -12,16 +12,24 @@
 
 #include "conf/conf.h"
 #include "frontend/probe.h"
+#include "daemon/secaccess.h"
 #include "lib/log.h"
 
 static struct config *probe_main_config(const char *path)
 {
-	char *errors = NULL;
+	char *errors = NULL, *warnings = NULL;
 	struct config *c = conf_load(path, &errors);
 
-	if (c && conf_load_secrets(c, NULL, &errors) < 0) {
-		conf_free(c);
-		c = NULL;
+	if (c) {
+		free(errors);
+		errors = NULL;
+		if (secaccess_load(c, false, &errors, &warnings) < 0) {
+			conf_free(c);
+			c = NULL;
+		}
+		if (warnings)
+			fputs(warnings, stderr);
+		free(warnings);
 	}
 	if (!c)
 		fprintf(stderr, "%s", errors ? errors : "smtprelay probe: cannot load the config\n");

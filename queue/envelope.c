@@ -43,6 +43,7 @@
  *   rcpt STATE ATTEMPTS NEXT LAST per recipient in content file order; STATE
  *                                 as q_state_name(); times in epoch seconds
  *   reason TEXT                   only when there is one; belongs to the rcpt above
+ *   held 1                        only when held (struct q_envelope)
  *   end
  */
 
@@ -253,6 +254,8 @@ int envelope_encode_state(const struct q_envelope *env, struct buf *b)
 		    buf_append(b, "\n", 1) < 0)
 			return -1;
 	}
+	if (env->held && buf_puts(b, "held 1\n") < 0)
+		return -1;
 	return buf_puts(b, "end\n");
 }
 
@@ -723,6 +726,11 @@ static int envelope_state_body(struct envelope_parser *p, struct q_envelope *env
 			return -1;
 	if (envelope_line(p) < 0)
 		return -1;
+	if (strcmp(p->key, "held") == 0 && p->val && strcmp(p->val, "1") == 0) {
+		env->held = true;
+		if (envelope_line(p) < 0)
+			return -1;
+	}
 	if (strcmp(p->key, "end") != 0 || p->val)
 		return envelope_fail(p, "expected \"end\"");
 	if (p->pos != p->len)

@@ -69,6 +69,7 @@ struct client_reply {
 	size_t nlines;
 	size_t len;
 	char text[CLIENT_REPLY_MAX];	/* "250 first line; second line" */
+	char enhanced[SMTP_CLIENT_ENHANCED_MAX];	/* of the first line, "" if none */
 };
 
 struct smtp_client {
@@ -114,6 +115,7 @@ struct smtp_client {
 	bool txn;		/* a transaction was started (results valid) */
 	bool txn_sent;		/* and reached the server: RSET needed */
 	bool mail_ok;
+	bool mail_only;		/* the probe's MAIL FROM test */
 	struct smtp_client_result msg_res;
 	bool bol;		/* content: at the beginning of a line */
 	char prev;		/* content: last byte sent */
@@ -275,6 +277,7 @@ static void client_result_reply(const struct smtp_client *c, struct smtp_client_
 	r->stage = stage;
 	client_copy_text(r->text, sizeof(r->text), c->reply.text, c->reply.len);
 	client_scrub(c, r->text);
+	memcpy(r->enhanced, c->reply.enhanced, sizeof(r->enhanced));
 }
 
 static void client_result_local(const struct smtp_client *c, struct smtp_client_result *r,
@@ -283,6 +286,7 @@ static void client_result_local(const struct smtp_client *c, struct smtp_client_
 	r->code = code;
 	r->local = true;
 	r->stage = stage;
+	r->enhanced[0] = '\0';
 	client_copy_text(r->text, sizeof(r->text), text, strlen(text));
 	client_scrub(c, r->text);
 }
@@ -885,6 +889,12 @@ static void client_apply_accepted(struct smtp_client *c, enum smtp_client_stage 
 
 static void client_on_mail(struct smtp_client *c)
 {
+	if (c->reply.code / 100 == 2 && c->mail_only) {
+		c->mail_ok = true;
+		client_result_reply(c, &c->msg_res, SMTP_CLIENT_STAGE_MAIL);
+		client_finish(c);
+		return;
+	}
 	if (c->reply.code / 100 == 2) {
 		c->mail_ok = true;
 		return;
@@ -899,7 +909,7 @@ static void client_on_mail(struct smtp_client *c)
 		c->rcpts[i].final = true;
 	}
 	/* Pipelined RCPT and DATA replies are still to come: wait for them. */
-	if (!c->ehlo.pipelining)
+	if (!c->ehlo.pipelining || c->mail_only)
 		client_finish(c);
 }
 
@@ -1069,6 +1079,36 @@ static bool client_is_code(const char *s)
 	return s[0] >= '2' && s[0] <= '5' && s[1] >= '0' && s[1] <= '5' && s[2] >= '0' && s[2] <= '9';
 }
 
+/* digits: 1 to max of them at s; their count, 0 when none or too many. */
+static size_t client_digits(const char *s, size_t len, size_t max)
+{
+	size_t n = 0;
+
+	while (n < len && s[n] >= '0' && s[n] <= '9')
+		n++;
+	return n > max ? 0 : n;
+}
+
+/* RFC 3463 "class.subject.detail" after the code of a first reply line;
+ * the relay decides on it (DESIGN §4), so it is data, not text to re-parse. */
+static void client_enhanced(struct client_reply *r, const char *line, size_t len)
+{
+	const char *p = line + 4;
+	size_t left = len > 4 ? len - 4 : 0, a, b;
+
+	r->enhanced[0] = '\0';
+	if (left < 5 || p[0] != line[0] || p[1] != '.')
+		return;
+	if ((a = client_digits(p + 2, left - 2, 3)) == 0 || 2 + a >= left || p[2 + a] != '.')
+		return;
+	if ((b = client_digits(p + 3 + a, left - 3 - a, 3)) == 0)
+		return;
+	if (3 + a + b < left && p[3 + a + b] != ' ')
+		return;
+	memcpy(r->enhanced, p, 3 + a + b);
+	r->enhanced[3 + a + b] = '\0';
+}
+
 /* Join the reply's lines: "250 first line; second line" (bounded). */
 static void client_reply_add(struct client_reply *r, const char *line, size_t len)
 {
@@ -1120,6 +1160,8 @@ static void client_reply_line(struct smtp_client *c, const char *line, size_t le
 	}
 	r->code = code;
 	r->nlines++;
+	if (r->nlines == 1)
+		client_enhanced(r, line, len);
 	client_reply_add(r, line, len);
 	if (c->state == CS_EHLO && r->nlines > 1 && len > 4)
 		client_ehlo_line(&c->ehlo_next, line + 4, len - 4);
@@ -1130,6 +1172,7 @@ static void client_reply_line(struct smtp_client *c, const char *line, size_t le
 	r->nlines = 0;
 	r->len = 0;
 	r->text[0] = '\0';
+	r->enhanced[0] = '\0';
 }
 
 /* TLS alert (0x15) or handshake (0x16) record, version 3.x: a TLS server. */
@@ -1322,13 +1365,13 @@ static int client_render_all(struct smtp_client *c, const struct smtp_client_msg
 	r = client_render_mail(c, m, &b);
 	if (r == 0)
 		r = client_queue_cmd(c, PK_MAIL, 0, b.data, b.len);
-	for (size_t i = 0; r == 0 && i < m->nrcpts; i++) {
+	for (size_t i = 0; r == 0 && !m->mail_only && i < m->nrcpts; i++) {
 		buf_reset(&b);
 		r = client_render_rcpt(c, m, i, &b);
 		if (r == 0)
 			r = client_queue_cmd(c, PK_RCPT, i, b.data, b.len);
 	}
-	if (r == 0)
+	if (r == 0 && !m->mail_only)
 		r = client_queue_cmd(c, PK_DATA, 0, "DATA\r\n", 6);
 	buf_free(&b);
 	return r;
@@ -1352,6 +1395,8 @@ static bool client_str_ok(const char *s, size_t max, bool empty_ok)
 
 static bool client_msg_ok(const struct smtp_client_msg *m)
 {
+	if (m && m->mail_only)
+		return client_str_ok(m->sender, SMTP_CLIENT_ADDR_MAX, true) && m->nrcpts == 0;
 	if (!m || !client_str_ok(m->sender, SMTP_CLIENT_ADDR_MAX, true) || !m->rcpts
 	    || m->nrcpts == 0 || m->nrcpts > SMTP_CLIENT_RCPTS_MAX)
 		return false;
@@ -1376,6 +1421,7 @@ static void client_txn_clear(struct smtp_client *c)
 	c->txn = false;
 	c->txn_sent = false;
 	c->mail_ok = false;
+	c->mail_only = false;
 	memset(&c->msg_res, 0, sizeof(c->msg_res));
 }
 
@@ -1384,11 +1430,12 @@ static int client_txn_init(struct smtp_client *c, const struct smtp_client_msg *
 	size_t lim = CLIENT_OUT_BASE + (m->nrcpts + 4) * CLIENT_CMD_MAX;
 
 	client_txn_clear(c);
-	c->rcpts = calloc(m->nrcpts, sizeof(*c->rcpts));
+	c->rcpts = calloc(m->nrcpts ? m->nrcpts : 1, sizeof(*c->rcpts));
 	if (!c->rcpts)
 		return -1;
 	c->nrcpts = m->nrcpts;
 	c->txn = true;
+	c->mail_only = m->mail_only;
 	/* Room for the whole pipelined batch. */
 	if (c->out.max < lim)
 		c->out.max = lim;

@@ -124,16 +124,24 @@ struct smtp_client_msg {
 	const unsigned *notify;		/* per recipient SMTP_CLIENT_NOTIFY_* bits (0 = none), or NULL */
 	const char *const *orcpts;	/* per recipient original address, NULL entries / NULL = none;
 					 * "type;xtext" (e.g. "rfc822;a+2Bb@x") is sent as is */
+	/* `smtprelay probe`: MAIL FROM only (no recipients, nothing sent): its
+	 * reply is the message result (2xx included), then MSG_DONE. */
+	bool mail_only;
 };
 
 /* Outcome for a recipient or a message.  code: 2xx delivered/accepted,
  * 4xx deferred, 5xx failed, 0 none yet.  text is the server's reply
  * ("550 5.1.1 <x@y>: unknown; second line"), or a made-up one when local. */
+#define SMTP_CLIENT_ENHANCED_MAX 12	/* "5.999.999" */
+
 struct smtp_client_result {
 	int code;
 	bool local;			/* not said by the server (SIZE, SMTPUTF8, lost connection) */
 	enum smtp_client_stage stage;	/* the command this is the reply to */
 	char text[SMTP_CLIENT_TEXT_MAX];
+	/* RFC 3463 enhanced status code of the reply's first line ("5.7.0"),
+	 * "" when it has none or its class differs from the code's. */
+	char enhanced[SMTP_CLIENT_ENHANCED_MAX];
 };
 
 /* Extensions from the last successful EHLO (cleared by STARTTLS, RFC 3207). */

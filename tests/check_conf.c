@@ -846,7 +846,7 @@ START_TEST(test_secret_world_readable)
 	log = capture_stop();
 	ck_assert_ptr_nonnull(strstr(log, tmp_path("pw")));
 	ck_assert_ptr_nonnull(strstr(log, "readable by others"));
-	ck_assert_ptr_nonnull(strstr(log, "chmod 640"));
+	ck_assert_ptr_nonnull(strstr(log, "chmod o-r"));
 	ck_assert_ptr_null(strstr(log, "hunter2"));
 	ck_assert_str_eq(c->smarthosts[0].password, "hunter2");
 	free(log);

@@ -497,6 +497,14 @@ START_TEST(test_state_update)
 	ck_assert_int_eq(queue_read(q, Q_QUEUE, id, &again, err, sizeof(err)), 0);
 	ck_assert_int_eq(again->rcpts[1].state, Q_DELIVERED);
 	ck_assert_ptr_null(again->rcpts[1].last_reason);
+	ck_assert(!again->held);
+	q_envelope_free(again);
+
+	/* On hold (DESIGN §4) survives a restart. */
+	got->held = true;
+	ck_assert_int_eq(queue_update_state(q, got, err, sizeof(err)), 0);
+	ck_assert_int_eq(queue_read(q, Q_QUEUE, id, &again, err, sizeof(err)), 0);
+	ck_assert(again->held);
 	q_envelope_free(again);
 	q_envelope_free(got);
 

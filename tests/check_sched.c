@@ -214,6 +214,51 @@ START_TEST(test_unfail)
 }
 END_TEST
 
+/* A flushed delivery that made no attempt (the relay deferred nothing new:
+ * attempts unchanged) keeps the backoff it had: no doubling. */
+START_TEST(test_apply_no_attempt_keeps_backoff)
+{
+	struct sched_policy p = { 60, 3600, 432000 };
+	struct q_envelope *e = env_new(1, (int64_t)10000 * 1000000);
+	struct sched_prev prev[1] = { { Q_DEFERRED, 1 } };
+	bool failed[1];
+
+	e->rcpts[0].state = Q_DEFERRED;
+	e->rcpts[0].attempts = 1;
+	e->rcpts[0].last_attempt = 20000;
+	e->rcpts[0].next_attempt = 20060;
+	ck_assert_int_eq(sched_apply(e, prev, &p, 20010, failed), 0);
+	ck_assert_int_eq(e->rcpts[0].next_attempt, 20060);
+	/* A real attempt right after (the flush reached the smarthost): 2nd
+	 * attempt, 120 s: the backoff counts attempts, not flushes. */
+	e->rcpts[0].attempts = 2;
+	e->rcpts[0].last_attempt = 20010;
+	ck_assert_int_eq(sched_apply(e, prev, &p, 20010, failed), 0);
+	ck_assert_int_eq(e->rcpts[0].next_attempt, 20130);
+	q_envelope_free(e);
+}
+END_TEST
+
+START_TEST(test_held_until)
+{
+	struct q_envelope *e = env_new(2, (int64_t)10000 * 1000000);
+
+	e->rcpts[0].state = Q_FAILED;
+	e->rcpts[1].state = Q_DEFERRED;
+	e->rcpts[1].next_attempt = 10500;
+	/* Not held: -1 whatever the recipients. */
+	ck_assert_int_eq(sched_held_until(e, 1000, 10100), -1);
+	e->held = true;
+	/* Held but a recipient still to deliver: not on hold yet. */
+	ck_assert_int_eq(sched_held_until(e, 1000, 10100), -1);
+	e->rcpts[1].state = Q_DELIVERED;
+	ck_assert_int_eq(sched_held_until(e, 1000, 10100), 11000);
+	/* queue_lifetime over: it may go. */
+	ck_assert_int_eq(sched_held_until(e, 1000, 11000), -1);
+	q_envelope_free(e);
+}
+END_TEST
+
 static Suite *sched_suite(void)
 {
 	Suite *s = suite_create("sched");
@@ -228,6 +273,8 @@ static Suite *sched_suite(void)
 	tcase_add_test(tc, test_apply_expiry);
 	tcase_add_test(tc, test_apply_expiry_untouched);
 	tcase_add_test(tc, test_unfail);
+	tcase_add_test(tc, test_apply_no_attempt_keeps_backoff);
+	tcase_add_test(tc, test_held_until);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -605,6 +605,8 @@ START_TEST(test_auth_failed_no_secret)
 	feed(c, b.data);
 	feed(c, "\r\n");
 	assert_err(c, SMTP_CLIENT_E_AUTH_FAILED, "535 5.7.8 bad credentials");
+	ck_assert_str_eq(smtp_client_error_reply(c)->enhanced, "5.7.8");
+	ck_assert_int_eq(smtp_client_error_reply(c)->stage, SMTP_CLIENT_STAGE_AUTH);
 	smtp_client_error(c, &reason);
 	ck_assert_msg(!strstr(reason, SECRET) && !strstr(reason, b.data), "%s", reason);
 	ck_assert(!strstr(reason, "hunter2"));
@@ -709,6 +711,7 @@ START_TEST(test_mail_5xx)
 	assert_rcpt(c, 1, 553, "not owned by user");
 	ck_assert_int_eq(smtp_client_msg_result(c)->code, 553);
 	ck_assert_int_eq(smtp_client_msg_result(c)->stage, SMTP_CLIENT_STAGE_MAIL);
+	ck_assert_str_eq(smtp_client_msg_result(c)->enhanced, "5.7.1");
 	smtp_client_reset(c);
 	expect_line(c, "RSET");
 	ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_READY);
@@ -720,6 +723,70 @@ START_TEST(test_mail_5xx)
 	expect_line(c, "MAIL FROM:<s@y.test>");
 	expect_nothing(c);
 	ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_WAIT);
+	smtp_client_free(c);
+}
+END_TEST
+
+/* RFC 3463 codes as data: only a well-formed one of the reply's class. */
+START_TEST(test_enhanced_codes)
+{
+	static const struct { const char *reply; const char *enhanced; } cases[] = {
+		{ "550 5.4.5 Daily user sending quota exceeded\r\n", "5.4.5" },
+		{ "554 5.7.14 <https://support.google.com> Please log in\r\n", "5.7.14" },
+		{ "530-5.7.0 Authentication required\r\n530 5.7.0 see docs\r\n", "5.7.0" },
+		{ "550 4.7.0 class differs from the code\r\n", "" },
+		{ "550 5.7 too short\r\n", "" },
+		{ "550 5.7.1234 detail too long\r\n", "" },
+		{ "550 5.7.1x no space after\r\n", "" },
+		{ "550 no enhanced code\r\n", "" },
+		{ "550\r\n", "" },
+		{ "550 5.1.1\r\n", "5.1.1" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct smtp_client *c = session(EHLO_PLAIN);
+		struct smtp_client_msg m = msg2();
+
+		ck_assert_int_eq(smtp_client_send(c, &m), 0);
+		expect_line(c, "MAIL FROM:<s@y.test>");
+		feed(c, cases[i].reply);
+		ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_MSG_DONE);
+		ck_assert_msg(strcmp(smtp_client_msg_result(c)->enhanced, cases[i].enhanced) == 0,
+		    "%s: got \"%s\"", cases[i].reply, smtp_client_msg_result(c)->enhanced);
+		smtp_client_free(c);
+	}
+}
+END_TEST
+
+/* The probe's test: MAIL FROM only, its reply (2xx too) is the result. */
+START_TEST(test_mail_only)
+{
+	struct smtp_client *c = session(EHLO_PIPE);
+	struct smtp_client_msg m = { .sender = "p@y.test", .mail_only = true };
+
+	ck_assert_int_eq(smtp_client_send(c, &m), 0);
+	expect_line(c, "MAIL FROM:<p@y.test>");
+	expect_nothing(c);	/* no RCPT, no DATA, even with PIPELINING */
+	feed(c, "530 5.7.0 Authentication required\r\n");
+	ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_MSG_DONE);
+	ck_assert_int_eq(smtp_client_msg_result(c)->code, 530);
+	ck_assert_str_eq(smtp_client_msg_result(c)->enhanced, "5.7.0");
+	smtp_client_reset(c);
+	expect_line(c, "RSET");
+	feed(c, "250 ok\r\n");
+	ck_assert_int_eq(smtp_client_send(c, &m), 0);
+	expect_line(c, "MAIL FROM:<p@y.test>");
+	feed(c, "250 2.1.0 ok\r\n");
+	ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_MSG_DONE);
+	ck_assert_int_eq(smtp_client_msg_result(c)->code, 250);
+	expect_nothing(c);
+	/* Recipients with mail_only are a caller's mistake. */
+	smtp_client_reset(c);
+	expect_line(c, "RSET");
+	feed(c, "250 ok\r\n");
+	m.rcpts = two_rcpts;
+	m.nrcpts = 2;
+	ck_assert_int_eq(smtp_client_send(c, &m), -1);
 	smtp_client_free(c);
 }
 END_TEST
@@ -1294,6 +1361,8 @@ static Suite *client_suite(void)
 	tcase_add_test(tc, test_pipelined_mixed_rcpts);
 	tcase_add_test(tc, test_non_pipelined_rcpt_refused);
 	tcase_add_test(tc, test_mail_5xx);
+	tcase_add_test(tc, test_enhanced_codes);
+	tcase_add_test(tc, test_mail_only);
 	tcase_add_test(tc, test_mail_4xx_pipelined);
 	tcase_add_test(tc, test_data_4xx);
 	tcase_add_test(tc, test_dot_5xx);

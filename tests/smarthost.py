@@ -16,7 +16,12 @@ SPEC = {
             "tempfail_rcpt_first": N,   # first N RCPTs get 451
             "tempfail_data_first": N,   # first N DATAs get 451
             "drop_data_first": N,       # first N DATAs: connection closed instead of 250
-            "throttle_first": N}        # first N MAILs get 454 Throttling failure
+            "throttle_first": N,        # first N MAILs get 454 Throttling failure
+            "replies": {"mail": "530 5.7.0 Authentication required",
+                        "rcpt": "...", "data": "550 5.4.5 Daily user sending quota exceeded"}},
+                                        # that reply to every MAIL/RCPT/DATA (end of data)
+  "replies_file": PATH                  # optional: JSON like "replies", read for each
+                                        # command while it exists (tests change it at run time)
 }
 When listening, prints one JSON line {"ports": {NAME: PORT}} on stdout.
 Events (one JSON object a line): connect, starttls, ehlo, auth (with mech and
@@ -75,6 +80,14 @@ class Handler:
         self.counters[key] = n + 1
         return n < self.rules.get(key, 0)
 
+    def _reply(self, stage):
+        """The reply a test chose for this stage, or None."""
+        path = self.spec.get("replies_file")
+        if path and os.path.exists(path):
+            with open(path) as f:
+                return json.load(f).get(stage)
+        return self.rules.get("replies", {}).get(stage)
+
     def _tls(self, server):
         return server.transport.get_extra_info("ssl_object") is not None
 
@@ -88,6 +101,8 @@ class Handler:
                        auth=bool(session.authenticated), conn=session.conn_id)
         if self._first("throttle_first"):
             return "454 4.7.0 Throttling failure: Maximum sending rate exceeded."
+        if self._reply("mail"):
+            return self._reply("mail")
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 OK"
@@ -100,6 +115,8 @@ class Handler:
         rule = self.rules.get("rcpt", {}).get(address.lower())
         if rule:
             return rule
+        if self._reply("rcpt"):
+            return self._reply("rcpt")
         if self._first("tempfail_rcpt_first"):
             return "451 4.3.0 try again later"
         envelope.rcpt_tos.append(address)
@@ -109,6 +126,9 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         if self._first("tempfail_data_first"):
             return "451 4.3.0 temporary problem"
+        if self._reply("data"):
+            self.rec.event(event="data-refused", port=self.port, conn=session.conn_id)
+            return self._reply("data")
         if self._first("drop_data_first"):
             self.rec.event(event="drop", port=self.port, conn=session.conn_id)
             server.transport.close()

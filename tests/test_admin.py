@@ -100,7 +100,8 @@ class AdminTest(testlib.TestCase):
     def check_schema(self, msgs):
         self.assertIsInstance(msgs, list)
         for m in msgs:
-            self.assertEqual(set(m), {"id", "size", "arrival", "sender", "recipients"})
+            self.assertEqual(set(m), {"id", "size", "arrival", "sender", "state", "recipients"})
+            self.assertIn(m["state"], ("queued", "held"))
             self.assertIsInstance(m["id"], str)
             self.assertIsInstance(m["size"], int)
             self.assertRegex(m["arrival"], RFC3339)

@@ -188,13 +188,15 @@ class DaemonTest(testlib.TestCase):
         self.assertIn(b"Status: 4.4.7", content)
         self.assertNotIn(b"SECRET-BODY-TEXT", content)
 
-    def test_null_sender_failure_dropped(self):
+    def test_null_sender_failure_held(self):
+        # Never bounced again, never deleted silently (DESIGN §4): on hold.
         fx = self.smarthost(rules={"rcpt": {"bad@example.com": "550 5.1.1 no such user"}})
         d = self.daemon(self.config(fx.ports["sub"]))
         self.send(d, "bad@example.com", sender="<>")
         qid = d.wait_log(r"(\w+): sender is null: not returning a DSN")[0]
-        d.wait_log(r"%s: removed" % qid)
-        self.assertTrue(self.queue_empty(d))
+        d.wait_log(r"%s: held: failed and no DSN was sent" % qid)
+        self.assertEqual(d.queue_ids(), [qid])
+        self.assertNotIn("%s: removed" % qid, d.log())
         self.assertEqual(fx.messages(), [])
 
     # ---- crash safety, flush, reload, stop ----

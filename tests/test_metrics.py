@@ -138,7 +138,7 @@ class MetricsTest(testlib.TestCase):
                              if n == "smtprelay_connection_failures_total"), 1)
         self.assertEqual(value(s, "smtprelay_received_messages_total", source="sendmail"), 4)
         self.assertEqual(value(s, "smtprelay_received_messages_total", source="smtp"), 1)
-        for state, n in (("deferred", 1), ("pending", 0), ("active", 0), ("maildrop", 0)):
+        for state, n in (("deferred", 1), ("pending", 0), ("active", 0), ("maildrop", 0), ("held", 0)):
             self.assertEqual(value(s, "smtprelay_queue_messages", state=state), n, state)
         self.assertGreater(value(s, "smtprelay_queue_oldest_age_seconds"), 0)
         self.assertEqual(value(s, "smtprelay_delivery_duration_seconds_count"), 3)

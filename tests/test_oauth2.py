@@ -430,6 +430,47 @@ class OAuth2Test(unittest.TestCase):
         lines, _ = self.tokens(1, 1, 0)
         self.assertEqual(lines[0][1], "ok")
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root: the fresh-install path creates and chowns")
+    def test_device_login_fresh_install_creates_state_dir(self):
+        ts = self.tokenserver(device={"device_code": DEVICE_CODE, "user_code": "WDJB-MJHT",
+                                      "interval": 1, "refresh_token": "rt-dev-Hj7kL0"})
+        url = self.device_conf(ts)
+        shutil.rmtree(os.path.dirname(self.rt_file))
+        self.rt_file = os.path.join(self.dir, "var", "lib", "smtprelay", "m365.refresh")
+        self.write_conf(self.section(free_port(), ts.port).replace(
+            os.path.join(self.dir, "tokens", "m365.refresh"), self.rt_file))
+        with open(self.conf) as f:
+            text = f.read()
+        with open(self.conf, "w") as f:
+            f.write(text.replace('user = "%s"' % pwd.getpwuid(os.geteuid()).pw_name, 'user = "nobody"'))
+        os.chmod(self.secret_file, 0o644)
+        # -t names what the daemon would exit 78 for: the missing token and directory.
+        p = subprocess.run([os.path.join(BUILD, "smtprelayd"), "-t", "-C", self.conf],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 78, p.stderr)
+        self.assertIn(self.rt_file, p.stderr.decode())
+        rc, out, err, _ = self.login("--device-url", url, "m365")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("as root", err)
+        d = os.path.dirname(self.rt_file)
+        self.assertIn("Created %s (owner nobody, mode 0700)" % d, out)
+        nobody = pwd.getpwnam("nobody")
+        for path, mode in ((d, 0o700), (self.rt_file, 0o600)):
+            st = os.stat(path)
+            self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (nobody.pw_uid, mode), path)
+        self.assertEqual(self.read_rt(), "rt-dev-Hj7kL0\n")
+        # The service user cannot reach it through this test's 0700 directory:
+        # -t says which directory; once open, -t is satisfied.
+        p = subprocess.run([os.path.join(BUILD, "smtprelayd"), "-t", "-C", self.conf],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 78, p.stderr)
+        self.assertIn("%s: not readable by user nobody: directory " % self.rt_file, p.stderr.decode())
+        os.chmod(self.root, 0o755)
+        os.chmod(self.dir, 0o755)
+        p = subprocess.run([os.path.join(BUILD, "smtprelayd"), "-t", "-C", self.conf],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
     def test_device_login_denied_and_usage(self):
         ts = self.tokenserver(device={"device_code": DEVICE_CODE, "deny": True, "interval": 1})
         url = self.device_conf(ts)

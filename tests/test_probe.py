@@ -28,7 +28,7 @@ PASSWORD = "s3cret-Pr0be-word"
 PORTS = [
     {"name": "sub", "mode": "starttls"},
     {"name": "smtps", "mode": "tls"},
-    {"name": "plain", "mode": "plain"},
+    {"name": "plain", "mode": "plain", "auth": False},  # an internal relay: by IP, no AUTH
     {"name": "stall", "mode": "stall"},
     {"name": "wronghost", "mode": "starttls", "cert": "wronghost"},
     {"name": "expired", "mode": "starttls", "cert": "expired"},
@@ -293,8 +293,10 @@ class ProbeTest(unittest.TestCase):
 
     def test_none_port(self):
         before = len(self.events())
-        verdict, line, obj, _ = self.one("plain/none")
+        verdict, line, obj, out = self.one("plain/none")
         self.assertEqual(verdict, "ok", line)
+        # Without AUTH the probe asks whether mail is taken: MAIL FROM only.
+        self.assertIn("MAIL FROM without AUTH: 250", out)
         self.assertIsNone(obj["tls_version"])
         self.assertIsNone(obj["cipher"])
         evs = [e for e in self.events()[before:] if e.get("port") == "plain"]

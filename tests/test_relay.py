@@ -333,7 +333,7 @@ class RelayTest(unittest.TestCase):
         res, err, _ = self.drive(qid)
         state, reason = res[(qid, "b@example.net")]
         self.assertEqual(state, "deferred")
-        self.assertEqual(reason, "password_command for smarthost sh failed (exit 3): vault is sealed")
+        self.assertEqual(reason, "configuration error: password_command for smarthost sh failed (exit 3): vault is sealed")
         self.assertNotIn("leaked-stdout-xyz", err)
         self.assertEqual([e for e in fx.events() if e["event"] == "connect"], [])
 
