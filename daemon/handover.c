@@ -1,4 +1,5 @@
 #include "config.h"
+#define LOG_ROLE LOG_ROLE_PICKUP
 #include "daemon/handover.h"
 
 #include <errno.h>
@@ -15,6 +16,7 @@
 
 #include "daemon/sched.h"
 #include "frontend/handoff.h"
+#include "daemon/maillog.h"
 #include "lib/log.h"
 #include "lib/usock.h"
 
@@ -102,7 +104,8 @@ static void handover_read_cb(evutil_socket_t s, short what, void *arg)
 		log_warn("message handed over by uid %ld refused: %s", (long)cred.uid, err);
 		handover_reply(s, "error", err);
 	} else {
-		log_info("%s: uid=%ld handed over by pid %ld", id, (long)cred.uid, (long)cred.pid);
+		snprintf(err, sizeof(err), " (handed over by pid %ld)", (long)cred.pid);
+		maillog_picked_up(cl->h->d->queue, id, err);
 		handover_reply(s, "ok", id);
 	}
 	close(fd);

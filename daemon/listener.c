@@ -1,4 +1,5 @@
 #include "config.h"
+#define LOG_ROLE LOG_ROLE_SMTPD
 #include "daemon/listener.h"
 
 #include <arpa/inet.h>
@@ -17,6 +18,7 @@
 #include "daemon/sched.h"
 #include "lib/log.h"
 #include "queue/submit.h"
+#include "daemon/maillog.h"
 #include "smtp/server.h"
 
 #define LISTENER_CHUNK 16384
@@ -150,8 +152,7 @@ static int lsess_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_rep
 	}
 	snprintf(queue_id, idlen, "%s", id);
 	log_info("%s: client=%s[%s]", id, s->name, s->ip);
-	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", id,
-	    s->sender ? s->sender : "", (unsigned long long)s->size, s->nrcpts);
+	maillog_queued(s->l->d->queue, id);
 	if (sched_add(s->l->d->sched, id) < 0)
 		log_err("%s: out of memory scheduling (delivered at the next queue scan)", id);
 	return 0;
@@ -317,6 +318,8 @@ static void lsess_free(struct lsess *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	l->nsessions--;
+	if (s->ip[0])
+		log_info("disconnect from %s[%s]", s->name, s->ip);
 	/* Frees the transaction too: the sink's abort drops unacknowledged mail. */
 	smtp_server_free(s->srv);
 	lsess_abort(s);
