@@ -83,7 +83,8 @@ static bool maillog_is_dsn_at(const char *p, char cls)
 void maillog_dsn(const char *reason, char cls, char out[16])
 {
 	for (const char *p = reason ? reason : ""; *p; p++) {
-		if ((p != reason && isalnum((unsigned char)p[-1])) || !maillog_is_dsn_at(p, cls))
+		if ((p != reason && (isalnum((unsigned char)p[-1]) || p[-1] == '.')) ||
+		    !maillog_is_dsn_at(p, cls))
 			continue;
 		size_t n = strspn(p, "0123456789.");
 
