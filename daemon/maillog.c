@@ -35,6 +35,7 @@ void maillog_init(bool test, bool debug)
 
 	if (test) {
 		log_init("smtprelayd", LOG_TARGET_STDERR, false);
+		log_stderr_priority_prefix(journal);	/* ExecStartPre's warnings */
 		return;
 	}
 	log_init("smtprelay", to_stderr ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG, debug);

@@ -103,25 +103,37 @@ class MailLogTest(testlib.TestCase):
                     % (self.inst.spool, pwd.getpwuid(os.geteuid()).pw_name, self.port,
                        self.fx.ports["sub"], os.path.join(self.certs, "ca.crt")))
 
-    def start_daemon(self):
+    def start_daemon(self, *args, journal_stream=False):
+        """smtprelayd in a private /dev/log; its stderr goes to self.err_path.
+        journal_stream: $JOURNAL_STREAM names that file, as systemd does."""
         env = dict(os.environ)
         for k in ("JOURNAL_STREAM", "SMTPRELAY_CONF", "NOTIFY_SOCKET"):
             env.pop(k, None)
+        self.err_path = os.path.join(self.dir, "stderr")
+        err = open(self.err_path, "wb")
+        self.addCleanup(err.close)
+        if journal_stream:
+            st = os.fstat(err.fileno())
+            env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
         self.proc = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "/bin/sh", DEVLOG, self.sink.path,
-             os.path.join(self.dir, "hostdev"), self.inst.path("smtprelayd"), "-C", self.inst.conf],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+             os.path.join(self.dir, "hostdev"), self.inst.path("smtprelayd"), *args,
+             "-C", self.inst.conf],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
         self.addCleanup(self.stop_daemon)
-        wait_for(lambda: self.proc.poll() is None and "ready" in self.sink.text()
-                 or self.proc.poll() is not None, 15, "smtprelayd ready (via syslog)")
+        wait_for(lambda: self.proc.poll() is not None or " ready" in self.sink.text() + self.stderr(),
+                 15, "smtprelayd ready")
         if self.proc.poll() is not None:
-            self.fail("smtprelayd exited %s: %s" % (self.proc.returncode, self.proc.stderr.read().decode()))
+            self.fail("smtprelayd exited %s: %s" % (self.proc.returncode, self.stderr()))
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
 
     def stop_daemon(self):
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(15)
-        self.proc.stderr.close()
 
     def wait_log(self, pattern, count=1, timeout=30):
         rx = re.compile(pattern, re.M)
@@ -163,6 +175,26 @@ class MailLogTest(testlib.TestCase):
         self.check_severities()
         self.check_pflogsumm(log)
         self.check_logwatch(log)
+
+    def test_under_systemd_syslog_not_stderr(self):
+        """systemd's $JOURNAL_STREAM names our stderr: the lines go through
+        syslog (journald keeps each tag and severity), stderr stays empty."""
+        self.start_daemon(journal_stream=True)
+        self.stop_daemon()
+        self.assertEqual(self.proc.returncode, 0)
+        self.assertRegex(self.sink.text(), r"(?m)^smtprelay/master\[\d+\]: smtprelayd \S+ ready$")
+        self.assertEqual(self.stderr(), "")
+
+    def test_debug_under_systemd_has_priority_prefixes(self):
+        """-d writes the syslog lines to stderr with sd-daemon <N> prefixes."""
+        self.start_daemon("-d", journal_stream=True)
+        self.stop_daemon()
+        err = self.stderr()
+        self.assertEqual(self.sink.records(), [])
+        self.assertRegex(err, r"(?m)^<6>smtprelay/master\[%d\]: smtprelayd \S+ ready$" % self.proc.pid)
+        self.assertRegex(err, r"(?m)^<4>smtprelay/master\[\d+\]: warning: .*user is root")
+        for line in err.splitlines():
+            self.assertRegex(line, r"^<[3467]>smtprelay/(master|smtpd|pickup|cleanup|qmgr|smtp|bounce)\[")
 
     def check_lines(self, log):
         tags = set(re.findall(r"^\S+ +\d+ \S+ testhost (smtprelay/\w+)\[\d+\]: ", log, re.M))
