@@ -33,6 +33,7 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void log_make_tags(void)
 {
+	log_state.opened = NULL;	/* the same buffer may now hold another tag */
 	for (int i = 0; i < LOG_ROLE_COUNT; i++) {
 		if (log_state.roles && i != LOG_ROLE_NONE)
 			snprintf(log_state.tags[i], LOG_TAG_MAX, "%s/%s", log_state.ident,

@@ -98,6 +98,7 @@ class MailLogTest(testlib.TestCase):
         with open(self.inst.conf, "w") as f:
             f.write('hostname = "relay.test"\nspool_dir = "%s"\nuser = "%s"\n'
                     'listen = {"127.0.0.1:%d"}\nretry_min = 1\nretry_max = 2\n'
+                    'admin_address = "e@example.com"\n'
                     'smarthost "fx" {\n  host = "127.0.0.1"\n  ports = {"%d/starttls"}\n'
                     '  username = "user"\n  password = "pw"\n  tls_ca_file = "%s"\n}\n'
                     % (self.inst.spool, pwd.getpwuid(os.geteuid()).pw_name, self.port,
@@ -158,7 +159,7 @@ class MailLogTest(testlib.TestCase):
                       body=b"From: alice@example.com\nSubject: one\n\nbody\n")
         self.sendmail("-f", "alice@example.com", "b@example.com", "c@example.com",
                       body=b"From: alice@example.com\nSubject: two\n\nbody\n")
-        self.sendmail("-t", "-i", body=b"To: e@example.com\nSubject: three\n\nbody\n")
+        self.sendmail("-t", "-i", body=b"To: root\nSubject: three\n\nbody\n")
         self.submit_smtp("d@example.com", "four")
         self.submit_smtp("bad@example.com", "five")
         self.wait_log(r"status=sent", count=6)
@@ -208,6 +209,8 @@ class MailLogTest(testlib.TestCase):
                                         log, re.M)), 2, log)
         self.assertEqual(len(re.findall(r"smtprelay/smtpd\[\d+\]: disconnect from localhost\[127\.0\.0\.1\]$",
                                         log, re.M)), 2, log)
+        self.assertRegex(log, r"smtprelay/smtp\[\d+\]: \w+: to=<e@example\.com>, "
+                         r"orig_to=<root@relay\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, .*status=sent")
         self.assertRegex(log, r"smtprelay/cleanup\[\d+\]: \w+: message-id=<four@client\.example>")
         self.assertRegex(log, r"smtprelay/bounce\[\d+\]: \w+: sender non-delivery notification: \w+")
         self.assertRegex(log, r"smtprelay/smtp\[\d+\]: Verified TLS connection established to "
@@ -215,7 +218,7 @@ class MailLogTest(testlib.TestCase):
                          % self.fx.ports["sub"])
         for line in re.findall(r"^.*status=.*$", log, re.M):
             self.assertRegex(line, r"smtprelay/smtp\[\d+\]: [0-9B-DF-HJ-NP-TV-Zb-df-hj-np-tv-z]{18}: "
-                             r"to=<[^>]+>, relay=[^,]+, delay=[\d.]+, delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, "
+                             r"to=<[^>]+>, (orig_to=<[^>]+>, )?relay=[^,]+, delay=[\d.]+, delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, "
                              r"dsn=[245]\.\d\.\d+, status=(sent|deferred|bounced) \(.*\)$")
 
     def check_severities(self):
