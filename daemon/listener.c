@@ -36,10 +36,6 @@ struct lsess {
 	char name[16];			/* "localhost" for loopback, else "unknown" (no rDNS) */
 	bool allowed;
 	bool eof;
-	/* for the "from=" log line of the transaction in progress */
-	char *sender;
-	size_t nrcpts;
-	uint64_t size;
 };
 
 struct listener {
@@ -107,10 +103,6 @@ static int lsess_begin(void *ctx, const struct smtp_envelope_in *env, struct smt
 
 	lsess_received_from(s, env->helo, from, sizeof(from));
 	snprintf(origin, sizeof(origin), "smtp [%s]", s->ip);
-	free(s->sender);
-	s->sender = strdup(env->sender);
-	s->nrcpts = env->nrcpts;
-	s->size = 0;
 	s->sub = submit_begin(&p, &e);
 	if (!s->sub) {
 		log_warn("client=%s[%s]: %d %s", s->name, s->ip, e.smtp_code, e.text);
@@ -132,7 +124,6 @@ static int lsess_write(void *ctx, const char *data, size_t len, struct smtp_repl
 		lsess_reply(fail, &e);
 		return -1;
 	}
-	s->size += len;
 	return 0;
 }
 
@@ -326,7 +317,6 @@ static void lsess_free(struct lsess *s)
 	if (s->timer)
 		event_free(s->timer);
 	bufferevent_free(s->bev);
-	free(s->sender);
 	free(s);
 }
 
