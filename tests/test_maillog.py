@@ -25,6 +25,9 @@ LOGWATCH_POSTFIX = "/usr/share/logwatch/scripts/services/postfix"
 DEVLOG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "private-devlog.sh")
 PRI = re.compile(r"^<(\d+)>(\w{3} [ \d]\d \d\d:\d\d:\d\d) (.*)$", re.S)
 LOG_MAIL = 2
+# What smtprelayd(8) tells the admin to put in /etc/logwatch/conf/services/postfix.conf.
+LOGWATCH_CONF = ('$postfix_Syslog_Name = smtprelay\n$postfix_Enable_Long_Queue_Ids = Yes\n'
+                 '*OnlyService = "smtprelay(?:/\\w+)?"\n')
 
 
 def can_private_dev():
@@ -176,6 +179,8 @@ class MailLogTest(testlib.TestCase):
         self.check_severities()
         self.check_pflogsumm(log)
         self.check_logwatch(log)
+        if shutil.which("logwatch"):
+            self.check_logwatch_as_installed(log)
 
     def test_under_systemd_syslog_not_stderr(self):
         """systemd's $JOURNAL_STREAM names our stderr: the lines go through
@@ -251,8 +256,30 @@ class MailLogTest(testlib.TestCase):
                    postfix_Enable_Long_Queue_Ids="1")
         p = subprocess.run(["perl", LOGWATCH_POSTFIX], input=log.encode(), capture_output=True,
                            env=env, timeout=60)
-        out = p.stdout.decode()
         self.assertEqual(p.returncode, 0, p.stderr)
+        self.check_logwatch_counts(p.stdout.decode())
+
+    def check_logwatch_as_installed(self, log):
+        """logwatch itself, reading mail.log, configured as smtprelayd(8) says
+        (its /etc/logwatch replaced in a private mount namespace)."""
+        etc = os.path.join(self.dir, "etc-logwatch")
+        logs = os.path.join(self.dir, "log")
+        os.makedirs(os.path.join(etc, "conf", "services"))
+        os.makedirs(logs)
+        with open(os.path.join(logs, "mail.log"), "w") as f:
+            f.write(log)
+        with open(os.path.join(etc, "conf", "logwatch.conf"), "w") as f:
+            f.write("LogDir = %s\nTmpDir = %s\n" % (logs, self.dir))
+        with open(os.path.join(etc, "conf", "services", "postfix.conf"), "w") as f:
+            f.write(LOGWATCH_CONF)
+        p = subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-ec",
+                            'mount --bind "$1" /etc/logwatch; exec logwatch --service postfix '
+                            '--range All --detail High --output stdout', "sh", etc],
+                           capture_output=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.check_logwatch_counts(p.stdout.decode())
+
+    def check_logwatch_counts(self, out):
         summary = out.split("****** Detail")[0]
         counts = dict((m.group(2), int(m.group(1))) for m in
                       re.finditer(r"^\s+(\d+)\s+(Accepted|Sent via SMTP|Deferred|Bounced \(\w+\))\s+\S+$",
