@@ -104,8 +104,10 @@ static void handover_read_cb(evutil_socket_t s, short what, void *arg)
 		log_warn("message handed over by uid %ld refused: %s", (long)cred.uid, err);
 		handover_reply(s, "error", err);
 	} else {
-		snprintf(err, sizeof(err), " (handed over by pid %ld)", (long)cred.pid);
-		maillog_picked_up(cl->h->d->queue, id, err);
+		char note[64];
+
+		snprintf(note, sizeof(note), " (handed over by pid %ld)", (long)cred.pid);
+		maillog_picked_up(cl->h->d->queue, id, note);
 		handover_reply(s, "ok", id);
 	}
 	close(fd);

@@ -476,6 +476,7 @@ static int main_run(const char *path)
 int main(int argc, char **argv)
 {
 	struct main_opts o;
+
 	if (main_args(argc, argv, &o) < 0) {
 		main_usage();
 		return EX_USAGE;
