@@ -1,4 +1,5 @@
 #include "config.h"
+#define LOG_ROLE LOG_ROLE_SMTP
 #include "daemon/conn.h"
 
 #include <arpa/inet.h>
@@ -460,6 +461,7 @@ static void conn_tls_done(struct conn *c)
 		conn_fail(c, v, "%s", reason);
 		return;
 	}
+	c->tls.bits = SSL_CIPHER_get_bits(SSL_get_current_cipher(ssl), &c->tls.alg_bits);
 	log_debug("%s: %s with %s, %s", c->peer, c->tls.version, c->tls.cipher,
 	    c->tls.verified ? "certificate verified" : c->tls.pin_ok ? "public key pinned"
 	    : "certificate not verified");

@@ -52,6 +52,7 @@ struct conn_tls_info {
 	bool active;
 	char version[16];		/* "TLSv1.3" */
 	char cipher[64];
+	int bits, alg_bits;		/* the cipher's secret bits, as Postfix logs them */
 	char subject[256];
 	char issuer[256];
 	time_t not_after;

@@ -1,4 +1,5 @@
 #include "config.h"
+#define LOG_ROLE LOG_ROLE_BOUNCE
 #include "daemon/dsn.h"
 
 #include <ctype.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/addr.h"
+#include "daemon/maillog.h"
 #include "lib/log.h"
 #include "lib/rfc5322.h"
 #include "queue/submit.h"
@@ -489,5 +491,6 @@ int dsn_send(struct daemon *d, const struct q_envelope *env, const bool *failed,
 	if (r < 0)
 		return -1;
 	log_info("%s: sender non-delivery notification: %s", env->id, dsnid);
+	maillog_queued(d->queue, dsnid);
 	return 1;
 }

@@ -1,4 +1,5 @@
 #include "config.h"
+#define LOG_ROLE LOG_ROLE_PICKUP
 #include "daemon/handover.h"
 
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include "daemon/sched.h"
 #include "daemon/stats.h"
 #include "frontend/handoff.h"
+#include "daemon/maillog.h"
 #include "lib/log.h"
 #include "lib/usock.h"
 
@@ -104,7 +106,10 @@ static void handover_read_cb(evutil_socket_t s, short what, void *arg)
 		log_warn("message handed over by uid %ld refused: %s", (long)cred.uid, err);
 		handover_reply(s, "error", err);
 	} else {
-		log_info("%s: uid=%ld handed over by pid %ld", id, (long)cred.uid, (long)cred.pid);
+		char note[64];
+
+		snprintf(note, sizeof(note), " (handed over by pid %ld)", (long)cred.pid);
+		maillog_picked_up(cl->h->d->queue, id, note);
 		handover_reply(s, "ok", id);
 	}
 	close(fd);

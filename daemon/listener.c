@@ -1,4 +1,5 @@
 #include "config.h"
+#define LOG_ROLE LOG_ROLE_SMTPD
 #include "daemon/listener.h"
 
 #include <arpa/inet.h>
@@ -18,6 +19,7 @@
 #include "daemon/stats.h"
 #include "lib/log.h"
 #include "queue/submit.h"
+#include "daemon/maillog.h"
 #include "smtp/server.h"
 
 #define LISTENER_CHUNK 16384
@@ -35,10 +37,6 @@ struct lsess {
 	char name[16];			/* "localhost" for loopback, else "unknown" (no rDNS) */
 	bool allowed;
 	bool eof;
-	/* for the "from=" log line of the transaction in progress */
-	char *sender;
-	size_t nrcpts;
-	uint64_t size;
 };
 
 struct listener {
@@ -107,10 +105,6 @@ static int lsess_begin(void *ctx, const struct smtp_envelope_in *env, struct smt
 
 	lsess_received_from(s, env->helo, from, sizeof(from));
 	snprintf(origin, sizeof(origin), "smtp [%s]", s->ip);
-	free(s->sender);
-	s->sender = strdup(env->sender);
-	s->nrcpts = env->nrcpts;
-	s->size = 0;
 	s->sub = submit_begin(&p, &e);
 	if (!s->sub) {
 		log_warn("client=%s[%s]: %d %s", s->name, s->ip, e.smtp_code, e.text);
@@ -132,7 +126,6 @@ static int lsess_write(void *ctx, const char *data, size_t len, struct smtp_repl
 		lsess_reply(fail, &e);
 		return -1;
 	}
-	s->size += len;
 	return 0;
 }
 
@@ -152,8 +145,7 @@ static int lsess_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_rep
 	}
 	snprintf(queue_id, idlen, "%s", id);
 	log_info("%s: client=%s[%s]", id, s->name, s->ip);
-	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", id,
-	    s->sender ? s->sender : "", (unsigned long long)s->size, s->nrcpts);
+	maillog_queued(s->l->d->queue, id);
 	stats_received(STATS_SRC_SMTP);
 	if (sched_add(s->l->d->sched, id) < 0)
 		log_err("%s: out of memory scheduling (delivered at the next queue scan)", id);
@@ -320,13 +312,14 @@ static void lsess_free(struct lsess *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	l->nsessions--;
+	if (s->ip[0])
+		log_info("disconnect from %s[%s]", s->name, s->ip);
 	/* Frees the transaction too: the sink's abort drops unacknowledged mail. */
 	smtp_server_free(s->srv);
 	lsess_abort(s);
 	if (s->timer)
 		event_free(s->timer);
 	bufferevent_free(s->bev);
-	free(s->sender);
 	free(s);
 }
 

@@ -23,6 +23,7 @@
 #include "daemon/dsn.h"
 #include "daemon/listener.h"
 #include "daemon/metrics.h"
+#include "daemon/maillog.h"
 #include "daemon/notify.h"
 #include "daemon/oauth2.h"
 #include "daemon/pickup.h"
@@ -562,7 +563,6 @@ static int main_run(const char *path)
 int main(int argc, char **argv)
 {
 	struct main_opts o;
-	bool to_stderr;
 
 	if (main_args(argc, argv, &o) < 0) {
 		main_usage();
@@ -572,8 +572,7 @@ int main(int argc, char **argv)
 		printf("smtprelayd %s\n", PACKAGE_VERSION);
 		return EX_OK;
 	}
-	to_stderr = o.test || o.debug || getenv("JOURNAL_STREAM") != NULL;
-	log_init("smtprelayd", to_stderr ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG, o.debug);
+	maillog_init(o.test, o.debug);
 	if (o.test)
 		return main_check_config(conf_default_path(o.conf));
 	return main_run(conf_default_path(o.conf));

@@ -1,4 +1,5 @@
 #include "config.h"
+#define LOG_ROLE LOG_ROLE_PICKUP
 #include "daemon/pickup.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 
 #include "daemon/sched.h"
 #include "daemon/stats.h"
+#include "daemon/maillog.h"
 #include "lib/log.h"
 
 #define PICKUP_TMP_AGE 3600		/* a sendmail that has not finished in an hour died */
@@ -27,13 +29,7 @@ struct pickup {
 /* "ID: uid=N from=<sender>" once the message is in queue/. */
 static void pickup_log(struct pickup *p, const char *id)
 {
-	struct q_envelope *env = NULL;
-	char err[256];
-
-	if (queue_read(p->d->queue, Q_QUEUE, id, &env, err, sizeof(err)) < 0)
-		return;
-	log_info("%s: uid=%ld from=<%s>", id, env->uid, env->sender);
-	q_envelope_free(env);
+	maillog_picked_up(p->d->queue, id, "");
 }
 
 int pickup_scan(struct pickup *p)

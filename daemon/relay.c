@@ -1,4 +1,5 @@
 #include "config.h"
+#define LOG_ROLE LOG_ROLE_SMTP
 #include "daemon/relay.h"
 #include "daemon/signer.h"
 
@@ -18,14 +19,15 @@
 #include "daemon/secret.h"
 #include "daemon/stats.h"
 #include "daemon/tls.h"
+#include "daemon/maillog.h"
 #include "lib/log.h"
 
 #define RELAY_REASON_MAX 1024
 #define RELAY_PEER_MAX 320
 #define RELAY_SHUTDOWN_REASON "delivery interrupted by shutdown"
 
-/* Log lines (DESIGN §6): a plaintext relay is written "tls=none"; when no
- * connection was made ("relay=none") there is no tls= field at all. */
+/* Log lines (DESIGN §6): Postfix's delivery line (daemon/maillog.h); TLS
+ * details are on their own line, once per connection. */
 
 struct relay_rcpt {
 	size_t idx;			/* into env->rcpts */
@@ -48,6 +50,9 @@ struct relay_msg {
 	struct relay_sh *sh;		/* whose FIFO it waits in */
 	double throttled_since;		/* monotonic; 0 = never held */
 	bool reuse_retried;
+	double t_active;		/* wall clock: handed to the relay (delays= a/b) */
+	double t_send;			/* the transaction started; 0 = not yet */
+	double setup;			/* its connection's setup time, 0 when reused */
 	char reason[RELAY_REASON_MAX];	/* the last connection-level failure */
 	char relay[RELAY_PEER_MAX];	/* its relay= text */
 	char shname[72];		/* the smarthost it was last queued for */
@@ -238,17 +243,31 @@ static void relay_log_outcome(const struct relay_msg *m, const struct relay_rcpt
 		[Q_PENDING] = "deferred", [Q_DEFERRED] = "deferred",
 		[Q_DELIVERED] = "sent", [Q_FAILED] = "bounced",
 	};
-	double arrival = m->env->arrival_us ? (double)m->env->arrival_us / 1e6 : relay_wall();
-	double delay = relay_wall() - arrival;
-	char tlsfield[40] = "";
+	static const char classes[] = { [Q_PENDING] = '4', [Q_DEFERRED] = '4',
+		[Q_DELIVERED] = '2', [Q_FAILED] = '5' };
+	double now = relay_wall();
+	double arrival = m->env->arrival_us ? (double)m->env->arrival_us / 1e6 : now;
+	struct maillog_delivery d = {
+		.id = m->env->id, .to = m->env->rcpts[rr->idx].addr, .relay = relay,
+		.orig_to = m->env->rcpts[rr->idx].orcpt, .delay = now - arrival,
+		.status = words[rr->state], .reason = rr->reason,
+		.delays = { m->t_active - arrival },
+	};
+	char dsn[16];
 
-	if (delay < 0)
-		delay = 0;
-	if (strcmp(relay, "none") != 0)
-		snprintf(tlsfield, sizeof(tlsfield), "tls=%s, ", tls && *tls ? tls : "none");
-	log_info("%s: to=<%s>, relay=%s, delay=%.2f, %sstatus=%s (%s)", m->env->id,
-	    m->env->rcpts[rr->idx].addr, relay, delay, tlsfield, words[rr->state],
-	    rr->reason ? rr->reason : "");
+	(void)tls;	/* logged once per connection by relay_on_ready */
+	if (m->t_send > 0) {
+		d.delays[1] = m->t_send - m->t_active - m->setup;
+		d.delays[2] = m->setup;
+		d.delays[3] = now - m->t_send;
+	} else {
+		d.delays[2] = now - m->t_active;	/* no session came up */
+	}
+	maillog_dsn(rr->reason, classes[rr->state], dsn);
+	if (strcmp(dsn, "4.0.0") == 0 && strcmp(relay, "none") == 0)
+		snprintf(dsn, sizeof(dsn), "4.4.1");	/* Postfix: no answer from host */
+	d.dsn = dsn;
+	maillog_delivery(&d);
 }
 
 static void relay_outcome(struct relay_msg *m, struct relay_rcpt *rr, enum q_rcpt_state st,
@@ -392,6 +411,7 @@ static struct relay_msg *relay_msg_new(struct relay *r, struct q_envelope *env,
 		return NULL;
 	m->r = r;
 	m->env = env;
+	m->t_active = relay_wall();
 	m->done = done;
 	m->arg = arg;
 	m->rcpts = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*m->rcpts));
@@ -790,6 +810,17 @@ static void relay_on_idle_timeout(evutil_socket_t fd, short what, void *arg)
 	relay_conn_quit(arg);
 }
 
+static void relay_log_tls(const struct conn *c)
+{
+	const struct conn_tls_info *t = conn_tls(c);
+	char line[600];
+
+	if (!t || !t->active)
+		return;
+	maillog_format_tls(line, sizeof(line), conn_peer(c), t);
+	log_info("%s", line);
+}
+
 static void relay_on_ready(struct conn *c, void *arg)
 {
 	struct relay_conn *rc = arg;
@@ -808,6 +839,7 @@ static void relay_on_ready(struct conn *c, void *arg)
 			stats_tls(sh->conf->name, conn_tls(c)->version);
 		log_debug("smarthost %s: session up with %s (%ld ms)", sh->conf->name,
 		    conn_peer(c), conn_elapsed_ms(c));
+		relay_log_tls(c);
 	}
 	if (!rc->idle_ev)
 		rc->idle_ev = evtimer_new(sh->r->base, relay_on_idle_timeout, rc);
@@ -908,6 +940,8 @@ static void relay_send(struct relay_conn *rc, struct relay_msg *m)
 	sm.size += siglen;
 	rc->msg = m;
 	m->rc = rc;
+	m->t_send = relay_wall();
+	m->setup = rc->nsent == 0 ? conn_elapsed_ms(rc->c) / 1000.0 : 0;
 	sent = conn_send_prefixed(rc->c, &sm, sig, siglen, fd);
 	free(sig);
 	if (sent == 0)

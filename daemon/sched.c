@@ -1,4 +1,5 @@
 #include "config.h"
+#define LOG_ROLE LOG_ROLE_QMGR
 #include "daemon/sched.h"
 
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "daemon/dsn.h"
+#include "daemon/maillog.h"
 #include "lib/log.h"
 
 #define SCHED_LOCKED_RETRY 60		/* another process holds the lock */
@@ -284,14 +286,21 @@ static int sched_finish(struct sched *s, const char *id)
 
 static void sched_log_expired(const struct q_envelope *env, const bool *failed, time_t now)
 {
-	double delay = (double)now - (double)(env->arrival_us / 1000000);
+	struct maillog_delivery d = {
+		.id = env->id, .relay = "none", .dsn = "4.4.7", .status = "bounced",
+		.delay = (double)now - (double)(env->arrival_us / 1000000), .by_qmgr = true,
+	};
 
+	d.delays[1] = d.delay;	/* all of it waiting in the queue */
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct q_rcpt *r = &env->rcpts[i];
 
-		if (failed[i] && r->last_reason && strncmp(r->last_reason, "message expired", 15) == 0)
-			log_info("%s: to=<%s>, delay=%.0f, status=bounced (%s)", env->id, r->addr,
-			    delay, r->last_reason);
+		if (!failed[i] || !r->last_reason || strncmp(r->last_reason, "message expired", 15))
+			continue;
+		d.to = r->addr;
+		d.orig_to = r->orcpt;
+		d.reason = r->last_reason;
+		maillog_delivery(&d);
 	}
 }
 

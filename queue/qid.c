@@ -10,22 +10,33 @@
 #include <sys/random.h>
 #endif
 
-/* Id = microseconds since the epoch (10 digits), pid (4), random (4), all in
- * base 62 with digits ordered as in ASCII, so that a byte-wise sort of ids is
- * a sort by creation time.  62^10 microseconds last until the year 28000;
- * 62^4 exceeds the largest Linux pid (2^22). */
-#define QID_TIME_DIGITS 10
+/* Postfix's long queue id (src/global/mail_queue.h, Postfix >= 2.9), so
+ * that log tools which know it (logwatch with long ids on) parse ours:
+ * seconds since the epoch in 6 base-52 digits, microseconds in 4 base-52
+ * digits, the separator 'z', then where Postfix puts the inode number (base
+ * 51, no 'z') our pid (4 digits) and random (3 digits).  The alphabet has no
+ * vowels (no words in ids) and is in ASCII order, so with fixed widths a
+ * byte-wise sort is a sort by creation time; 52^6 seconds last until the
+ * year 2596, 51^4 exceeds the largest Linux pid (2^22).
+ *
+ * Ids made before (base 62, 18 characters: "0" then 9 digits of
+ * microseconds, pid, random) stay valid and sort before every new id. */
+#define QID_SEC_DIGITS 6
+#define QID_USEC_DIGITS 4
 #define QID_PID_DIGITS 4
-#define QID_RAND_DIGITS 4
+#define QID_RAND_DIGITS 3
+#define QID_SEP 'z'
 
-static const char qid_digits[] =
-    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+_Static_assert(QID_SEC_DIGITS + QID_USEC_DIGITS + 1 + QID_PID_DIGITS + QID_RAND_DIGITS ==
+    QID_ID_LEN, "queue ids have a fixed length");
 
-static void qid_encode(char *out, uint64_t v, int width)
+static const char qid_digits[] = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz";
+
+static void qid_encode(char *out, uint64_t v, int width, unsigned base)
 {
 	for (int i = width - 1; i >= 0; i--) {
-		out[i] = qid_digits[v % 62];
-		v /= 62;
+		out[i] = qid_digits[v % base];
+		v /= base;
 	}
 }
 
@@ -62,12 +73,17 @@ void queue_new_id(char id[QID_SIZE])
 	if (now <= last_us)
 		now = last_us + 1;
 	last_us = now;
-	qid_encode(id, now, QID_TIME_DIGITS);
-	qid_encode(id + QID_TIME_DIGITS, (uint64_t)getpid(), QID_PID_DIGITS);
-	qid_encode(id + QID_TIME_DIGITS + QID_PID_DIGITS, qid_random(), QID_RAND_DIGITS);
+	char *p = id;
+
+	qid_encode(p, now / 1000000u, QID_SEC_DIGITS, 52);
+	qid_encode(p += QID_SEC_DIGITS, now % 1000000u, QID_USEC_DIGITS, 52);
+	*(p += QID_USEC_DIGITS) = QID_SEP;
+	qid_encode(++p, (uint64_t)getpid(), QID_PID_DIGITS, 51);
+	qid_encode(p + QID_PID_DIGITS, qid_random(), QID_RAND_DIGITS, 51);
 	id[QID_ID_LEN] = '\0';
 }
 
+/* Both id formats: the new alphabet is a subset of the old one. */
 bool queue_id_valid(const char *id)
 {
 	size_t i;

@@ -77,7 +77,8 @@ struct queue *queue_open(const char *spool_dir, bool create, char *err, size_t e
 void queue_close(struct queue *q);
 const char *queue_path(const struct queue *q);
 
-/* New unique queue id (time + pid + random), unique across processes and restarts. */
+/* New unique queue id (time + pid + random), unique across processes and
+ * restarts, in Postfix's long-id form and alphabet (no vowels): "4Rf7Kq0BcDz..." */
 void queue_new_id(char id[QID_SIZE]);
 /* true iff id looks like one made by queue_new_id (length, alphabet): safe as a file name. */
 bool queue_id_valid(const char *id);

@@ -362,6 +362,43 @@ START_TEST(test_ids_sorted_unique)
 }
 END_TEST
 
+static long qid_decode(const char *s, int n, int base)
+{
+	static const char digits[] = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz";
+	long v = 0;
+
+	for (int i = 0; i < n; i++) {
+		const char *d = strchr(digits, s[i]);
+
+		ck_assert_msg(d && d - digits < base, "%c is no base-%d digit", s[i], base);
+		v = v * base + (d - digits);
+	}
+	return v;
+}
+
+/* Postfix's long id layout, which logwatch's $re_QID_l matches: base-52
+ * seconds (6) and microseconds (4), 'z', then base-51 digits only. */
+START_TEST(test_ids_postfix_long_form)
+{
+	char id[QID_SIZE];
+	time_t before = time(NULL), after;
+
+	queue_new_id(id);
+	after = time(NULL);
+	ck_assert_uint_eq(strlen(id), QID_ID_LEN);
+	ck_assert_uint_eq(strcspn(id, "AEIOUaeiou"), QID_ID_LEN);
+	ck_assert_int_eq(id[10], 'z');
+	ck_assert_int_ge(qid_decode(id, 6, 52), (long)before);
+	ck_assert_int_le(qid_decode(id, 6, 52), (long)after);
+	ck_assert_int_lt(qid_decode(id + 6, 4, 52), 1000000);
+	ck_assert_int_eq(qid_decode(id + 11, 4, 51), (long)getpid());
+	qid_decode(id + 15, 3, 51);
+	/* An id of the previous format (base 62) is still read, and sorts first. */
+	ck_assert(queue_id_valid("0Wq9zT3kLmAa1B2c3D"));
+	ck_assert_str_lt("0Wq9zT3kLmAa1B2c3D", id);
+}
+END_TEST
+
 #define NPROC 20
 #define NMSG 50
 
@@ -1159,6 +1196,7 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_bad_envelope_rejected);
 	tcase_add_test(tc, test_preset_id);
 	tcase_add_test(tc, test_ids_sorted_unique);
+	tcase_add_test(tc, test_ids_postfix_long_form);
 	tcase_add_test(tc, test_concurrent_enqueue);
 	tcase_add_test(tc, test_scan_order_and_junk);
 	tcase_add_test(tc, test_state_update);

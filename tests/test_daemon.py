@@ -91,8 +91,11 @@ class DaemonTest(testlib.TestCase):
         self.assertEqual(m["mail_from"], "alice@example.com")
         self.assertTrue(m["tls"])
         self.assertIn(b"Subject: hello", m["content"])
-        ids = d.wait_log(r"(\w+): to=<bob@example\.com>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, "
-                         r"delay=[\d.]+, tls=TLSv1\.3, status=sent \(250 " % port)
+        ids = d.wait_log(r"smtprelay/smtp\[\d+\]: (\w+): to=<bob@example\.com>, "
+                         r"relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, delay=[\d.]+, "
+                         r"delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2\.0\.0, status=sent \(250 " % port)
+        d.wait_log(r"smtprelay/smtp\[\d+\]: Verified TLS connection established to "
+                   r"127\.0\.0\.1\[127\.0\.0\.1\]:%d: TLSv1\.3 with cipher \S+ \(\d+/\d+ bits\)" % port)
         d.wait_log(r"%s: removed" % ids[0])
         wait_for(lambda: self.queue_empty(d), 10, "empty queue")
         self.assertEqual(d.stop(), 0)
@@ -176,7 +179,8 @@ class DaemonTest(testlib.TestCase):
         refused = free_port()
         d = self.daemon(self.config(refused, extra="queue_lifetime = 3"))
         self.send(d, "bob@example.com", subject="will expire", body=b"SECRET-BODY-TEXT\n")
-        qid = d.wait_log(r"(\w+): to=<bob@example\.com>, delay=\d+, status=bounced "
+        qid = d.wait_log(r"smtprelay/qmgr\[\d+\]: (\w+): to=<bob@example\.com>, relay=none, "
+                         r"delay=[\d.]+, delays=0/[\d.]+/0/0, dsn=4\.4\.7, status=bounced "
                          r"\(message expired after 3 seconds in the queue: ", timeout=20)[0]
         d.wait_log(r"%s: sender non-delivery notification: \w+" % qid)
         d.wait_log(r"%s: removed" % qid)
@@ -302,7 +306,9 @@ class DaemonTest(testlib.TestCase):
         m = fx.wait_messages(1)[0]
         self.assertEqual(m["rcpt_tos"], ["bob@example.com"])
         self.assertIn(b"from a hardened unit", m["content"])
-        d.wait_log(r"\w+: uid=%d handed over" % pwd.getpwnam("nobody").pw_uid)
+        qid = d.wait_log(r"smtprelay/pickup\[\d+\]: (\w+): uid=%d from=<[^>]*> \(handed over by pid "
+                         % pwd.getpwnam("nobody").pw_uid)[0]
+        d.wait_log(r"smtprelay/qmgr\[\d+\]: %s: from=<[^>]*>, size=\d+, nrcpt=1 \(queue active\)" % qid)
 
     def test_submit_socket_refuses_garbage(self):
         d = self.daemon("")

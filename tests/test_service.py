@@ -1,6 +1,7 @@
 """smtprelayd started the way the shipped systemd unit starts it: as an
 unprivileged user holding only CAP_NET_BIND_SERVICE, NoNewPrivileges, logging
-to stderr because $JOURNAL_STREAM is set, Type=notify readiness on
+to stderr (its $JOURNAL_STREAM does not name that stderr; test_maillog.py
+covers the journal case, where it logs through syslog), Type=notify readiness on
 $NOTIFY_SOCKET, and the smarthost password from $CREDENTIALS_DIRECTORY
 (LoadCredential=).  (No systemd runs here: setpriv does what systemd would.)"""
 import os
