@@ -93,19 +93,6 @@ static void main_warn_lines(char *text)
 		log_warn("%s", line);
 }
 
-/* DKIM keys must load, or a configured signer would send unsigned mail. */
-static int main_check_dkim(const struct config *c)
-{
-	char *errors = NULL;
-	struct signer *s = signer_load(c, &errors);
-
-	if (!s)
-		fputs(errors ? errors : "out of memory loading DKIM keys\n", stderr);
-	free(errors);
-	signer_free(s);
-	return s ? 0 : -1;
-}
-
 /* Fail closed (DESIGN §2): a secret the service user cannot read stops the
  * start and -t, whoever runs them (systemd starts us as that user).  At
  * start we are the reader ourselves, whatever user that is. */
@@ -138,7 +125,7 @@ static int main_check_config(const char *path)
 		free(errors);
 		return EX_CONFIG;
 	}
-	if (main_secrets(c, false) < 0 || main_check_dkim(c) < 0) {
+	if (main_secrets(c, false) < 0 || signer_check(c) < 0) {
 		conf_free(c);
 		return EX_CONFIG;
 	}

@@ -126,3 +126,15 @@ int signer_sign_fd(const struct signer *s, int fd, time_t now, char **hdr, size_
 	dkim_sign_free(ds);
 	return r;
 }
+
+int signer_check(const struct config *c)
+{
+	char *errors = NULL;
+	struct signer *s = signer_load(c, &errors);
+
+	if (!s)
+		fputs(errors ? errors : "out of memory loading DKIM keys\n", stderr);
+	free(errors);
+	signer_free(s);
+	return s ? 0 : -1;
+}

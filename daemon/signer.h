@@ -23,6 +23,9 @@ struct signer;
 struct signer *signer_load(const struct config *c, char **errors);
 size_t signer_count(const struct signer *s);
 void signer_free(struct signer *s);
+/* -t and check-config: load every key once and print what fails on stderr;
+ * 0 when all load, else -1. */
+int signer_check(const struct config *c);
 
 /* Sign the message in fd (from its offset to EOF; the offset stays):
  * *hdr gets the DKIM-Signature fields to send before it ("" when no

@@ -566,19 +566,6 @@ static void admin_warn_lines(char *text)
 		log_warn("%s", line);
 }
 
-/* Every DKIM key must load (DESIGN §7: FILE:LINE on failure). */
-static int admin_check_dkim(const struct config *c)
-{
-	char *errors = NULL;
-	struct signer *s = signer_load(c, &errors);
-
-	if (!s)
-		fputs(errors ? errors : "out of memory loading DKIM keys\n", stderr);
-	free(errors);
-	signer_free(s);
-	return s ? 0 : -1;
-}
-
 /* Secrets as the service user sees them (DESIGN §2); -1 after printing why. */
 static int admin_fail_closed(struct admin *a)
 {
@@ -599,7 +586,7 @@ static int admin_check_config(struct admin *a, int argc, char **argv)
 	if (argc > 1)
 		return admin_bad_usage("check-config: unexpected argument \"%s\"", argv[1]);
 	/* The config itself was loaded (and found valid) before any command. */
-	if (admin_fail_closed(a) < 0 || admin_check_dkim(a->conf) < 0)
+	if (admin_fail_closed(a) < 0 || signer_check(a->conf) < 0)
 		return EX_CONFIG;
 	if (a->conf->nsmarthosts == 0)
 		log_warn("%s: no smarthost configured: mail will stay queued", a->conf->path);
