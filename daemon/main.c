@@ -212,18 +212,13 @@ static int main_deliver(void *ctx, struct q_envelope *env, sched_done_fn done, v
 	return relay_deliver(d->relay, env, done, arg);
 }
 
-/* Mail goes out only with a smarthost; without one it stays queued. */
+/* Mail goes out only with a smarthost.  Without one the relay still runs:
+ * it defers each message with "no smarthost configured in FILE", so mailq,
+ * `smtprelay queue` and the log say why mail waits (DESIGN.md §10). */
 static int main_update_relay(struct daemon *d)
 {
-	/* Even without smarthosts now: messages still in the relay must not
-	 * meet a freed signer. */
-	if (d->relay)
-		relay_set_signer(d->relay, d->signer);
-	if (d->conf->nsmarthosts == 0) {
+	if (d->conf->nsmarthosts == 0)
 		log_warn("%s: no smarthost configured: mail will stay queued", d->conf->path);
-		sched_set_deliverer(d->sched, NULL, NULL);
-		return 0;
-	}
 	if (!d->relay) {
 		d->relay = relay_new(d->base, d->dns, d->queue, d->conf);
 		if (!d->relay) {

@@ -307,13 +307,16 @@ class AdminTest(testlib.TestCase):
         d = self.daemon(self.config())
         self.send(d, "bob@example.com", subject="quarterly report", body=b"SECRET-BODY-TEXT\n")
         qid = self.queued(d, 1)[0]
+        # Without a smarthost the message is deferred at once, saying why.
+        d.wait_log(r"%s: to=<bob@example.com>, .*status=deferred \(no smarthost configured" % qid)
         rc, out, err = self.admin(d, "show", qid)
         self.assertEqual(rc, 0, err)
         self.assertIn("id: %s" % qid, out)
         self.assertIn("sender: alice@example.com", out)
         self.assertRegex(out, r"arrival: \d{4}-\d\d-\d\dT")
         self.assertIn("origin: sendmail, uid %d" % os.getuid(), out)
-        self.assertIn("recipient: bob@example.com\n  state: pending, 0 attempts", out)
+        self.assertIn("recipient: bob@example.com\n  state: deferred, 1 attempt", out)
+        self.assertIn("last reason: no smarthost configured in %s" % d.inst.conf, out)
         self.assertIn("Subject: quarterly report", out)
         self.assertIn("Message-ID: <", out)
         self.assertNotIn("SECRET-BODY-TEXT", out)
