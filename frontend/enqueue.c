@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "frontend/handoff.h"
+#include "frontend/noconf.h"
 #include "frontend/priv.h"
 #include "lib/addr.h"
 #include "lib/rfc5322.h"
@@ -137,9 +138,44 @@ static int enqueue_handover(const struct config *c, int fd, char *id, struct sub
 	return 0;
 }
 
+/* Without the config: stdin as read goes to the daemon (frontend/noconf.h). */
+static int enqueue_noconf(const struct sendmail_opts *o, const struct config *c,
+    const struct submit_params *p)
+{
+	struct submit_error e = { 0 };
+	char id[QID_SIZE], *buf = malloc(ENQUEUE_CHUNK);
+	ssize_t n = -1;
+	int fd = -1, r = -1;
+
+	if (buf && noconf_begin(p, &fd, &e) == 0) {
+		while ((n = read(STDIN_FILENO, buf, ENQUEUE_CHUNK)) != 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 || noconf_write(fd, buf, (size_t)n, c->max_message_size, &e) < 0)
+				break;
+		}
+		if (n < 0)
+			snprintf(e.text, sizeof(e.text), "reading the message from standard input: %s",
+			    strerror(errno));
+		e.exit_code = n < 0 ? EX_IOERR : e.exit_code;
+		r = n == 0 ? noconf_handoff(c, fd, id, &e) : -1;
+		close(fd);
+	} else if (!buf) {
+		snprintf(e.text, sizeof(e.text), "out of memory");
+	}
+	free(buf);
+	if (r < 0)
+		return enqueue_fail(&e);
+	if (o->verbose)
+		fprintf(stderr, "sendmail: queued as %s\n", id);
+	return EX_OK;
+}
+
 static int enqueue_run(const struct sendmail_opts *o, const struct config *c,
     struct submit_params *p)
 {
+	if (noconf_active())
+		return enqueue_noconf(o, c, p);
 	struct submit_error e = { 0 };
 	char id[QID_SIZE], err[512];
 	struct submit *s;
