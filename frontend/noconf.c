@@ -53,9 +53,9 @@ struct config *noconf_config(const struct sendmail_opts *o, const char *path)
 
 	if (!noconf_applies(o, path))
 		return NULL;
-	snprintf(noconf_reason, sizeof(noconf_reason), "%s is not readable by uid %ld (the "
-	    "sendmail setgid bit does not apply under NoNewPrivileges): run as root, or add the "
-	    "user to group " SMTPRELAY_USER, path, (long)getuid());
+	snprintf(noconf_reason, sizeof(noconf_reason), "%s is not readable by uid %ld "
+	    "(sendmail's setgid privilege is not in effect, e.g. under NoNewPrivileges): run as "
+	    "root, or add the user to group " SMTPRELAY_USER, path, (long)getuid());
 	c = conf_load_defaults(path, &errors);
 	if (!c) {
 		fputs(errors ? errors : "out of memory\n", stderr);
@@ -64,8 +64,9 @@ struct config *noconf_config(const struct sendmail_opts *o, const char *path)
 	}
 	free(errors);
 	noconf_on = true;
-	log_warn("%s; using the defaults and letting smtprelayd apply its configuration",
-	    noconf_reason);
+	if (o->mode != SM_ALIASES)	/* newaliases says it once, as its fatal error */
+		log_warn("%s; using the defaults and letting smtprelayd apply its "
+		    "configuration", noconf_reason);
 	return c;
 }
 

@@ -75,10 +75,11 @@ int rawsub_write_header(int fd, const struct submit_params *p)
 
 bool rawsub_detect(int fd)
 {
-	char head[sizeof(RAWSUB_MAGIC) - 1];
+	/* Any version: an unknown one is refused by name, not as a queue file. */
+	char head[sizeof(RAWSUB_MAGIC_NAME)];
 
 	return pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
-	    memcmp(head, RAWSUB_MAGIC, sizeof(head)) == 0;
+	    memcmp(head, RAWSUB_MAGIC_NAME " ", sizeof(head)) == 0;
 }
 
 static int rawsub_hex(int c)
@@ -222,9 +223,15 @@ struct rawsub *rawsub_read_header(FILE *f, char *why, size_t whylen)
 	char line[Q_MAX_LINE + 2];
 	struct rawsub *r = calloc(1, sizeof(*r));
 
-	if (!r || !rawsub_line(f, line, sizeof(line)) ||
+	if (r && (!rawsub_line(f, line, sizeof(line)) ||
 	    strncmp(line, RAWSUB_MAGIC, sizeof(RAWSUB_MAGIC) - 2) != 0 ||
-	    line[sizeof(RAWSUB_MAGIC) - 2] != '\0' || rawsub_opts(f, &r->p) < 0 ||
+	    line[sizeof(RAWSUB_MAGIC) - 2] != '\0')) {
+		snprintf(why, whylen, "unsupported " RAWSUB_MAGIC_NAME " version (sendmail and "
+		    "smtprelayd from different releases? restart smtprelayd after upgrading)");
+		rawsub_free(r);
+		return NULL;
+	}
+	if (!r || rawsub_opts(f, &r->p) < 0 ||
 	    !(r->origin = rawsub_text(f, "origin")) || !(r->sender = rawsub_text(f, "sender")) ||
 	    !(r->full_name = rawsub_text(f, "fullname")) || !(r->envid = rawsub_text(f, "envid")) ||
 	    rawsub_rcpts(f, r) < 0) {

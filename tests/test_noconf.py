@@ -7,11 +7,13 @@ The system config path and the default spool are compiled in; each confined
 run gets them in a private mount namespace (unshare -m): a tmpfs over the
 install prefix with this test's config and spool bound where the front end
 looks."""
+import array
 import email
 import email.policy
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import unittest
@@ -220,6 +222,73 @@ class NoConfigTest(testlib.TestCase):
         self.assertIn(r.returncode, (0, 69), r.stderr)
         if r.returncode:
             self.assertIn(b"group", r.stderr)
+
+
+def record(rcpts=("bob@example.com",), opts="0 1 1 0 0 0 0", sender="app", extra=b""):
+    head = "SMTPRELAY-SUBMIT 1\nopts %s\norigin sendmail\nsender %s\nfullname \nenvid \n" \
+        "rcpts %d\n" % (opts, sender, len(rcpts))
+    head += "".join("rcpt 0 %s \n" % r for r in rcpts)
+    return head.encode() + b"data\n" + extra + b"Subject: raw\n\nhello\n"
+
+
+class RawRecordTest(testlib.TestCase):
+    """The daemon's side alone: a record is untrusted input (daemon/rawpickup.c)."""
+    _base = test_daemon.DaemonTest.__dict__
+    setUpClass, tearDownClass = _base["setUpClass"], _base["tearDownClass"]
+    daemon, check_logs = _base["daemon"], _base["check_logs"]
+
+    def hand_over(self, d, data):
+        fd = os.memfd_create("test-record")
+        try:
+            os.write(fd, data)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(10)
+                s.connect(os.path.join(d.inst.spool, "public", "submit"))
+                s.sendmsg([b"submit\n"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                            array.array("i", [fd]))])
+                return s.recv(600).decode()
+        finally:
+            os.close(fd)
+
+    def test_valid_record_is_submitted_with_the_daemons_config(self):
+        d = self.daemon('admin_address = "ops@example.com"\n')
+        reply = self.hand_over(d, record(rcpts=("root", "bob@example.com")))
+        self.assertRegex(reply, r"^ok \w+\n$")
+        env, content = d.inst.read_message(reply.split()[1].strip(), "queue")
+        self.assertEqual(sorted(r.split()[-1] for r in env["rcpt"]),
+                         ["bob@example.com", "ops@example.com"])
+        self.assertEqual(env["sender"], "app@relay.test")
+        self.assertEqual(env["uid"], str(os.getuid()))
+        self.assertIn(b"From: app@relay.test\r\n", content)
+
+    def test_malformed_records_are_refused(self):
+        d = self.daemon("")
+        good = record()
+        bad = [
+            (good.replace(b"SUBMIT 1", b"SUBMIT 2"), "554 5.6.0 unsupported SMTPRELAY-SUBMIT version"),
+            (record(opts="0 1 2 0 0 0 0"), "malformed"),
+            (record(opts="0 1 1 0 0 0 16"), "malformed"),
+            (good.replace(b"rcpts 1", b"rcpts 100001"), "malformed"),
+            (good.replace(b"rcpts 1", b"rcpts 2"), "malformed"),     # count lies
+            (good.replace(b"rcpt 0 bob@example.com \n", b"rcpt 0 bob@example.com\n"), "malformed"),
+            (good.replace(b"bob@", b"b%ZZob@"), "malformed"),
+            (good.replace(b"bob@", b"b%00ob@"), "malformed"),
+            (good.replace(b"origin sendmail", b"origin " + b"x" * 5000), "malformed"),
+            (good.replace(b"\ndata\n", b"\n"), "malformed"),
+            (record(rcpts=("a<b@example.com",)), "501 5.1.3 bad recipient address syntax"),
+            (record(rcpts=()), "554 5.5.1 no recipients"),
+            (record(extra=b"Subject: broken\n" + b"X" * 2000 + b"\n"), None),
+        ]
+        for data, want in bad:
+            reply = self.hand_over(d, data)
+            if want is None:    # an over-long header line: taken as body, as always
+                self.assertTrue(reply.startswith("ok "), reply)
+                continue
+            self.assertTrue(reply.startswith("error "), (data[:80], reply))
+            self.assertIn(want, reply)
+            self.assertRegex(reply, r"\(sendmail exit 6[4-9]\)\n$")
+        self.assertEqual(len(d.queue_ids()), 1)
+        d.wait_log(r"message handed over by uid \d+ refused: 554 5\.6\.0 malformed")
 
 
 if __name__ == "__main__":
