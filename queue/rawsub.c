@@ -212,6 +212,17 @@ static int rawsub_rcpts(FILE *f, struct rawsub *r)
 	return rawsub_line(f, line, sizeof(line)) && strcmp(line, "data") == 0 ? 0 : -1;
 }
 
+/* What sendmail -V accepts (RFC 3461 ENVID): printable ASCII, at most 100. */
+static bool rawsub_envid_ok(const char *s)
+{
+	size_t len = strlen(s);
+
+	for (const char *p = s; *p; p++)
+		if (*p < 0x21 || *p > 0x7e)
+			return false;
+	return len <= 100;
+}
+
 /* Empty text fields mean "not given". */
 static const char *rawsub_opt(const char *s)
 {
@@ -233,7 +244,7 @@ struct rawsub *rawsub_read_header(FILE *f, char *why, size_t whylen)
 	}
 	if (!r || rawsub_opts(f, &r->p) < 0 ||
 	    !(r->origin = rawsub_text(f, "origin")) || !(r->sender = rawsub_text(f, "sender")) ||
-	    !(r->full_name = rawsub_text(f, "fullname")) || !(r->envid = rawsub_text(f, "envid")) ||
+	    !(r->full_name = rawsub_text(f, "fullname")) || !(r->envid = rawsub_text(f, "envid")) || !rawsub_envid_ok(r->envid) ||
 	    rawsub_rcpts(f, r) < 0) {
 		snprintf(why, whylen, "%s", r ? "malformed " RAWSUB_MAGIC_NAME " header" :
 		    "out of memory");

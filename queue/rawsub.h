@@ -14,7 +14,7 @@
  *   origin TEXT                 "sendmail", "sendmail -bs"
  *   sender TEXT                 as given; empty for the null sender
  *   fullname TEXT               empty when none
- *   envid TEXT                  empty when none
+ *   envid TEXT                  empty when none, else as sendmail -V takes it
  *   rcpts N                     0..Q_MAX_RCPTS, then N times:
  *   rcpt NOTIFY ADDRESS ORCPT   as given; ORCPT empty when none
  *   data

@@ -114,7 +114,8 @@ class NoConfigTest(testlib.TestCase):
             elif k.lower() == "message-id":
                 v = re.sub(r"<[^@]*@", "<ID@", v)
             headers.append((k, v))
-        return m["mail_from"], sorted(m["rcpt_tos"]), headers, msg.get_payload()
+        return (m["mail_from"], m["mail_options"], sorted(m["rcpt_tos"]), headers,
+                msg.get_payload())
 
     def both_ways(self, fx, d, args, input):
         r = self.confined(d, *args, input=input)
@@ -131,11 +132,12 @@ class NoConfigTest(testlib.TestCase):
     def test_local_recipient_through_aliases_and_admin_address(self):
         fx, d = self.setup_daemon('admin_address = "ops@example.com"\n'
                                   'aliases {\n  root = "boss@example.com, www-data"\n}\n')
-        a = self.both_ways(fx, d, ["root", "cron@localhost", "alice@relay.test"],
+        a = self.both_ways(fx, d, ["-F", "Cron Daemon", "-V", "envid-42", "-N", "failure,delay",
+                                   "root", "cron@localhost", "alice@relay.test"],
                            b"Subject: cron output\n\nall good\n")
         self.assertEqual(sorted(a["rcpt_tos"]), ["boss@example.com", "ops@example.com"])
         self.assertEqual(a["mail_from"], "nobody@relay.test")
-        self.assertIn(b"From: nobody <nobody@relay.test>\r\n", a["content"])
+        self.assertIn(b"From: Cron Daemon <nobody@relay.test>\r\n", a["content"])
         self.assertRegex(a["content"].decode(), r"Message-ID: <[\w.]+@relay\.test>")
 
     def test_extract_bare_headers_with_from_address(self):
@@ -252,13 +254,17 @@ class RawRecordTest(testlib.TestCase):
 
     def test_valid_record_is_submitted_with_the_daemons_config(self):
         d = self.daemon('admin_address = "ops@example.com"\n')
-        reply = self.hand_over(d, record(rcpts=("root", "bob@example.com")))
+        data = record(rcpts=("root", "bob@example.com"), opts="0 1 1 0 0 2 0")
+        data = data.replace(b"envid \n", b"envid env-id-7\n").replace(b"rcpt 0 bob", b"rcpt 6 bob")
+        reply = self.hand_over(d, data)
         self.assertRegex(reply, r"^ok \w+\n$")
         env, content = d.inst.read_message(reply.split()[1].strip(), "queue")
         self.assertEqual(sorted(r.split()[-1] for r in env["rcpt"]),
                          ["bob@example.com", "ops@example.com"])
         self.assertEqual(env["sender"], "app@relay.test")
         self.assertEqual(env["uid"], str(os.getuid()))
+        self.assertEqual((env["envid"], env["ret"]), ("env-id-7", "hdrs"))
+        self.assertIn("6 bob@example.com", env["rcpt"])
         self.assertIn(b"From: app@relay.test\r\n", content)
 
     def test_malformed_records_are_refused(self):
@@ -275,6 +281,8 @@ class RawRecordTest(testlib.TestCase):
             (good.replace(b"bob@", b"b%00ob@"), "malformed"),
             (good.replace(b"origin sendmail", b"origin " + b"x" * 5000), "malformed"),
             (good.replace(b"\ndata\n", b"\n"), "malformed"),
+            (good.replace(b"envid \n", b"envid a%20b\n"), "malformed"),         # not -V's
+            (good.replace(b"envid \n", b"envid " + b"e" * 101 + b"\n"), "malformed"),
             (record(rcpts=("a<b@example.com",)), "501 5.1.3 bad recipient address syntax"),
             (record(rcpts=()), "554 5.5.1 no recipients"),
             (record(extra=b"Subject: broken\n" + b"X" * 2000 + b"\n"), None),
