@@ -360,7 +360,9 @@ int sendmail_main(int argc, char **argv)
 	case SM_FLUSH: r = sendmail_flush(c); break;
 	case SM_SMTP: r = bs_run(&o, c); break;
 	default:
-		hostdefaults_warn(c);	/* printed with -v only (log_quiet) */
+		/* printed with -v only (log_quiet); without the config the daemon's counts */
+		if (!noconf_active())
+			hostdefaults_warn(c);
 		r = enqueue_stdin(&o, c);
 		break;
 	}
