@@ -138,32 +138,47 @@ static int enqueue_handover(const struct config *c, int fd, char *id, struct sub
 	return 0;
 }
 
+static int enqueue_noconf_copy(int fd, size_t max, struct submit_error *e)
+{
+	char *buf = malloc(ENQUEUE_CHUNK);
+	ssize_t n;
+
+	if (!buf) {
+		e->exit_code = EX_TEMPFAIL;
+		snprintf(e->text, sizeof(e->text), "out of memory");
+		return -1;
+	}
+	for (;;) {
+		n = read(STDIN_FILENO, buf, ENQUEUE_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			e->exit_code = EX_IOERR;
+			snprintf(e->text, sizeof(e->text), "reading the message from standard input: %s",
+			    strerror(errno));
+			break;
+		}
+		if (n == 0 || noconf_write(fd, buf, (size_t)n, max, e) < 0)
+			break;
+	}
+	free(buf);
+	return n == 0 ? 0 : -1;
+}
+
 /* Without the config: stdin as read goes to the daemon (frontend/noconf.h). */
 static int enqueue_noconf(const struct sendmail_opts *o, const struct config *c,
     const struct submit_params *p)
 {
 	struct submit_error e = { 0 };
-	char id[QID_SIZE], *buf = malloc(ENQUEUE_CHUNK);
-	ssize_t n = -1;
-	int fd = -1, r = -1;
+	char id[QID_SIZE];
+	int fd, r;
 
-	if (buf && noconf_begin(p, &fd, &e) == 0) {
-		while ((n = read(STDIN_FILENO, buf, ENQUEUE_CHUNK)) != 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0 || noconf_write(fd, buf, (size_t)n, c->max_message_size, &e) < 0)
-				break;
-		}
-		if (n < 0)
-			snprintf(e.text, sizeof(e.text), "reading the message from standard input: %s",
-			    strerror(errno));
-		e.exit_code = n < 0 ? EX_IOERR : e.exit_code;
-		r = n == 0 ? noconf_handoff(c, fd, id, &e) : -1;
-		close(fd);
-	} else if (!buf) {
-		snprintf(e.text, sizeof(e.text), "out of memory");
-	}
-	free(buf);
+	if (noconf_begin(p, &fd, &e) < 0)
+		return enqueue_fail(&e);
+	r = enqueue_noconf_copy(fd, c->max_message_size, &e);
+	if (r == 0)
+		r = noconf_handoff(c, fd, id, &e);
+	close(fd);
 	if (r < 0)
 		return enqueue_fail(&e);
 	if (o->verbose)
@@ -174,8 +189,6 @@ static int enqueue_noconf(const struct sendmail_opts *o, const struct config *c,
 static int enqueue_run(const struct sendmail_opts *o, const struct config *c,
     struct submit_params *p)
 {
-	if (noconf_active())
-		return enqueue_noconf(o, c, p);
 	struct submit_error e = { 0 };
 	char id[QID_SIZE], err[512];
 	struct submit *s;
@@ -248,7 +261,7 @@ int enqueue_stdin(const struct sendmail_opts *o, const struct config *c)
 		p.eightbit = o->eightbit;
 		p.uid = (long)getuid();
 		p.origin = "sendmail";
-		r = enqueue_run(o, c, &p);
+		r = noconf_active() ? enqueue_noconf(o, c, &p) : enqueue_run(o, c, &p);
 	}
 	for (size_t i = 0; i < n; i++)
 		free(rcpts[i]);

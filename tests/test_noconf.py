@@ -216,6 +216,7 @@ class NoConfigTest(testlib.TestCase):
         r = self.confined(d, "-v", "bob@example.com", input=b"x\n")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(b"not readable by uid", r.stderr)
+        self.assertNotIn(b"has no dot", r.stderr)   # about the defaults, not the config
         fx.wait_messages(1)
         r = self.confined(d, "-bp")
         self.assertEqual(r.returncode, 0, r.stderr)
