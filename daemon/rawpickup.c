@@ -76,6 +76,8 @@ static int rawpickup_submit(struct daemon *d, FILE *f, long uid, char id[QID_SIZ
 	p->queue = d->queue;
 	p->area = Q_QUEUE;
 	p->uid = uid;
+	/* Resolution is quadratic in the count, and here it is the daemon's time. */
+	p->max_rcpts = d->conf->max_recipients;
 	if ((s = submit_begin(p, e)) != NULL) {
 		if (rawpickup_copy(s, f, e) < 0)
 			submit_abort(s);

@@ -286,6 +286,12 @@ class RawRecordTest(testlib.TestCase):
             (good.replace(b"envid \n", b"envid " + b"e" * 101 + b"\n"), "malformed"),
             (record(rcpts=("a<b@example.com",)), "501 5.1.3 bad recipient address syntax"),
             (record(rcpts=()), "554 5.5.1 no recipients"),
+            # The daemon does the resolving: bounded as on the listener.
+            (record(rcpts=["u%d@example.com" % i for i in range(1001)]),
+             "452 4.5.3 too many recipients: more than 1000 (max_recipients)"),
+            (record(rcpts=(), opts="1 1 1 0 0 0 0",
+                    extra=b"To: " + b", ".join(b"u%d@example.com" % i for i in range(1001)) + b"\n"),
+             "452 4.5.3 too many recipients"),
             (record(extra=b"Subject: broken\n" + b"X" * 2000 + b"\n"), None),
         ]
         for data, want in bad:
