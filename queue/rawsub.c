@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/addr.h"
 #include "lib/buf.h"
 #include "lib/fsutil.h"
 #include "queue/qint.h"
@@ -91,7 +92,7 @@ static int rawsub_hex(int c)
 	return -1;
 }
 
-/* Decode one %-escaped token; NULL when malformed, too long or with a NUL. */
+/* Decode one %-escaped token; NULL when malformed, too long or with a control. */
 static char *rawsub_unescape(const char *s, size_t len)
 {
 	char *out = malloc(len + 1), *o = out;
@@ -107,7 +108,8 @@ static char *rawsub_unescape(const char *s, size_t len)
 		} else if (c <= 0x20 || c >= 0x7f || c == '%') {
 			c = 0;
 		}
-		if (c == 0) {
+		/* No controls: values end up in SMTP commands, headers and logs. */
+		if (c < 0x20 || c == 0x7f) {
 			free(out);
 			return NULL;
 		}
@@ -171,6 +173,15 @@ static int rawsub_opts(FILE *f, struct submit_params *p)
 	return 0;
 }
 
+/* RFC 3461 "addr-type;address" as the listener keeps it (decoded xtext). */
+static bool rawsub_orcpt_ok(const char *o)
+{
+	size_t t = strspn(o, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-");
+
+	return t > 0 && t <= 32 && o[t] == ';' && o[t + 1] && strlen(o + t + 1) <= 500 &&
+	    !strchr(o + t + 1, ' ');
+}
+
 /* "rcpt NOTIFY ADDRESS ORCPT" into slot i. */
 static int rawsub_rcpt(FILE *f, struct rawsub *r, size_t i)
 {
@@ -188,7 +199,8 @@ static int rawsub_rcpt(FILE *f, struct rawsub *r, size_t i)
 	r->notify[i] = (unsigned)notify;
 	r->rcpts[i] = rawsub_unescape(addr, (size_t)(orcpt - addr));
 	r->orcpts[i] = orcpt[1] ? rawsub_unescape(orcpt + 1, strlen(orcpt + 1)) : NULL;
-	return r->rcpts[i] && (!orcpt[1] || r->orcpts[i]) ? 0 : -1;
+	return r->rcpts[i] && (!orcpt[1] || (r->orcpts[i] && rawsub_orcpt_ok(r->orcpts[i]))) ?
+	    0 : -1;
 }
 
 static int rawsub_rcpts(FILE *f, struct rawsub *r)
@@ -223,6 +235,18 @@ static bool rawsub_envid_ok(const char *s)
 	return len <= 100;
 }
 
+/* What sendmail -f takes: empty (the null sender) or an address, maybe bare. */
+static bool rawsub_sender_ok(const char *s)
+{
+	return !s[0] || (strlen(s) <= ADDR_MAX && addr_valid(s, ADDR_ALLOW_BARE | ADDR_ALLOW_UTF8));
+}
+
+/* Only what the front end writes: it names the path in logs. */
+static bool rawsub_origin_ok(const char *s)
+{
+	return strcmp(s, "sendmail") == 0 || strcmp(s, "sendmail -bs") == 0;
+}
+
 /* Empty text fields mean "not given". */
 static const char *rawsub_opt(const char *s)
 {
@@ -243,15 +267,16 @@ struct rawsub *rawsub_read_header(FILE *f, char *why, size_t whylen)
 		return NULL;
 	}
 	if (!r || rawsub_opts(f, &r->p) < 0 ||
-	    !(r->origin = rawsub_text(f, "origin")) || !(r->sender = rawsub_text(f, "sender")) ||
-	    !(r->full_name = rawsub_text(f, "fullname")) || !(r->envid = rawsub_text(f, "envid")) || !rawsub_envid_ok(r->envid) ||
-	    rawsub_rcpts(f, r) < 0) {
+	    !(r->origin = rawsub_text(f, "origin")) || !rawsub_origin_ok(r->origin) ||
+	    !(r->sender = rawsub_text(f, "sender")) || !rawsub_sender_ok(r->sender) ||
+	    !(r->full_name = rawsub_text(f, "fullname")) || !(r->envid = rawsub_text(f, "envid")) ||
+	    !rawsub_envid_ok(r->envid) || rawsub_rcpts(f, r) < 0) {
 		snprintf(why, whylen, "%s", r ? "malformed " RAWSUB_MAGIC_NAME " header" :
 		    "out of memory");
 		rawsub_free(r);
 		return NULL;
 	}
-	r->p.origin = r->origin[0] ? r->origin : "sendmail";
+	r->p.origin = r->origin;
 	r->p.sender = r->sender;
 	r->p.full_name = rawsub_opt(r->full_name);
 	r->p.envid = rawsub_opt(r->envid);

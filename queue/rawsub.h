@@ -11,8 +11,8 @@
  *   SMTPRELAY-SUBMIT 1          the marker: "the front end had no config"
  *   opts E S D B U R N          -t, stdin line ends, lone-dot ends, 8BITMIME,
  *                               SMTPUTF8 (0|1), RET (0..2), NOTIFY (0..15)
- *   origin TEXT                 "sendmail", "sendmail -bs"
- *   sender TEXT                 as given; empty for the null sender
+ *   origin TEXT                 "sendmail" or "sendmail -bs", nothing else
+ *   sender TEXT                 as given (-f syntax); empty for the null sender
  *   fullname TEXT               empty when none
  *   envid TEXT                  empty when none, else as sendmail -V takes it
  *   rcpts N                     0..Q_MAX_RCPTS, then N times:
@@ -20,7 +20,8 @@
  *   data
  *   <the message as read from stdin or the -bs DATA phase, unfiltered>
  *
- * TEXT is %-escaped as in queue/envelope.c.  The daemon treats the whole
+ * TEXT is %-escaped as in queue/envelope.c; no decoded value may hold a
+ * control character, and ORCPT must be "addr-type;address".  The daemon treats the whole
  * record as untrusted input: every field is bounded and validated, and the
  * submission path validates addresses and content as for any client.
  */

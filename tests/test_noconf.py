@@ -206,6 +206,10 @@ class NoConfigTest(testlib.TestCase):
 
     def test_other_modes(self):
         fx, d = self.setup_daemon('aliases {\n  root = "boss@example.com"\n}\n')
+        # Only the system config falls back: one named by -C is still fatal.
+        r = self.confined(d, "-C", SYSCONF, "bob@example.com", input=b"x\n")
+        self.assertEqual(r.returncode, 78, r.stderr)
+        self.assertIn(b"Permission denied", r.stderr)
         r = self.confined(d, "-bi")
         self.assertEqual(r.returncode, 77, r.stderr)
         self.assertIn(b"add the user to group", r.stderr)
