@@ -1370,6 +1370,34 @@ struct config *conf_load(const char *path, char **errors)
 	return c;
 }
 
+/* An empty file's worth of configuration: the compiled-in defaults only. */
+struct config *conf_load_defaults(const char *path, char **errors)
+{
+	struct conf_ctx x;
+	struct config *c = NULL;
+	char *pp = conf_preprocess("", 0);
+	cfg_t *cfg;
+	int rc = CFG_PARSE_ERROR;
+
+	memset(&x, 0, sizeof(x));
+	x.path = path;
+	cfg = pp ? conf_parse(&x, pp, &rc) : NULL;
+	if (cfg && rc == CFG_SUCCESS)
+		c = conf_build(&x, cfg);
+	else
+		conf_oom(&x);
+	if (cfg)
+		cfg_free(cfg);
+	free(pp);
+	if (x.nerrors > 0) {
+		conf_free(c);
+		c = NULL;
+		conf_msgs_out(&x, errors);
+	}
+	conf_ctx_free(&x);
+	return c;
+}
+
 void conf_free_secret(char *s)
 {
 	if (s) {

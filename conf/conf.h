@@ -125,6 +125,9 @@ struct config {
  * read here: see conf_load_secrets.  ${VAR} in the file is literal text (no
  * environment substitution).  Not thread-safe (libconfuse is not). */
 struct config *conf_load(const char *path, char **errors);
+/* The compiled-in defaults, as if path were an empty file (for the sendmail
+ * front end that may not read the system config, frontend/noconf.h). */
+struct config *conf_load_defaults(const char *path, char **errors);
 /* Read password_file / oauth2 secret files (before dropping privileges).
  * With old != NULL (SIGHUP), an unreadable secret keeps its old value with a
  * warning.  Returns 0, or -1 with messages appended to *errors. */

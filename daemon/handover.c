@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "daemon/rawpickup.h"
 #include "daemon/sched.h"
 #include "daemon/stats.h"
 #include "frontend/handoff.h"
@@ -71,6 +72,9 @@ static int handover_queue(struct handover *h, int fd, uid_t uid, char id[QID_SIZ
 {
 	struct stat st;
 
+	/* From a front end that could not read the config: submitted here. */
+	if (rawpickup_detect(fd))
+		return rawpickup_queue(h->d, fd, (long)uid, id, err, errlen);
 	/* A bound before reading anything: the header is small, content is capped. */
 	if (fstat(fd, &st) < 0 || st.st_size < 0 ||
 	    (uint64_t)st.st_size > (uint64_t)h->d->conf->max_message_size + 65536) {

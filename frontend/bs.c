@@ -10,6 +10,7 @@
 
 #include "frontend/enqueue.h"
 #include "frontend/handoff.h"
+#include "frontend/noconf.h"
 #include "frontend/priv.h"
 #include "lib/fsutil.h"
 #include "queue/submit.h"
@@ -21,6 +22,7 @@ struct bs_ctx {
 	struct queue *q;
 	struct submit *s;
 	bool handover;			/* no maildrop access: pass messages to the daemon */
+	bool raw;			/* no config either: the daemon submits (noconf.h) */
 	int memfd;
 	const char *full_name;
 	char gecos[256];
@@ -70,6 +72,13 @@ static int bs_begin(void *ctx, const struct smtp_envelope_in *env, struct smtp_r
 		.uid = (long)getuid(), .origin = "sendmail -bs",
 	};
 
+	if (b->raw) {
+		if (noconf_begin(&p, &b->memfd, &e) < 0) {
+			bs_reply(fail, &e);
+			return -1;
+		}
+		return 0;
+	}
 	if (b->handover) {
 		p.handover = true;
 		p.handover_fd = b->memfd = handoff_memfd();
@@ -94,6 +103,13 @@ static int bs_write(void *ctx, const char *data, size_t len, struct smtp_reply *
 	struct bs_ctx *b = ctx;
 	struct submit_error e = { 0 };
 
+	if (b->raw) {
+		if (noconf_write(b->memfd, data, len, b->c->max_message_size, &e) == 0)
+			return 0;
+		bs_close_memfd(b);
+		bs_reply(fail, &e);
+		return -1;
+	}
 	if (submit_write(b->s, data, len, &e) < 0) {
 		submit_abort(b->s);
 		b->s = NULL;
@@ -111,6 +127,16 @@ static int bs_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_reply 
 	char id[QID_SIZE];
 	int r;
 
+	if (b->raw) {
+		r = noconf_handoff(b->c, b->memfd, id, &e);
+		bs_close_memfd(b);
+		if (r < 0) {
+			bs_reply(fail, &e);
+			return -1;
+		}
+		snprintf(queue_id, idlen, "%s", id);
+		return 0;
+	}
 	r = submit_commit(b->s, id, &e);
 	b->s = NULL;
 	priv_lower();
@@ -193,7 +219,8 @@ int bs_run(const struct sendmail_opts *o, const struct config *c)
 	int r;
 
 	priv_raise();
-	b.handover = handoff_needed(c->spool_dir);
+	b.raw = noconf_active();
+	b.handover = b.raw || handoff_needed(c->spool_dir);
 	if (!b.handover)
 		b.q = queue_open(c->spool_dir, !priv_have(), err, sizeof(err));
 	priv_lower();

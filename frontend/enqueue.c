@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "frontend/handoff.h"
+#include "frontend/noconf.h"
 #include "frontend/priv.h"
 #include "lib/addr.h"
 #include "lib/rfc5322.h"
@@ -137,6 +138,54 @@ static int enqueue_handover(const struct config *c, int fd, char *id, struct sub
 	return 0;
 }
 
+static int enqueue_noconf_copy(int fd, size_t max, struct submit_error *e)
+{
+	char *buf = malloc(ENQUEUE_CHUNK);
+	ssize_t n;
+
+	if (!buf) {
+		e->exit_code = EX_TEMPFAIL;
+		snprintf(e->text, sizeof(e->text), "out of memory");
+		return -1;
+	}
+	for (;;) {
+		n = read(STDIN_FILENO, buf, ENQUEUE_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			e->exit_code = EX_IOERR;
+			snprintf(e->text, sizeof(e->text), "reading the message from standard input: %s",
+			    strerror(errno));
+			break;
+		}
+		if (n == 0 || noconf_write(fd, buf, (size_t)n, max, e) < 0)
+			break;
+	}
+	free(buf);
+	return n == 0 ? 0 : -1;
+}
+
+/* Without the config: stdin as read goes to the daemon (frontend/noconf.h). */
+static int enqueue_noconf(const struct sendmail_opts *o, const struct config *c,
+    const struct submit_params *p)
+{
+	struct submit_error e = { 0 };
+	char id[QID_SIZE];
+	int fd, r;
+
+	if (noconf_begin(p, &fd, &e) < 0)
+		return enqueue_fail(&e);
+	r = enqueue_noconf_copy(fd, c->max_message_size, &e);
+	if (r == 0)
+		r = noconf_handoff(c, fd, id, &e);
+	close(fd);
+	if (r < 0)
+		return enqueue_fail(&e);
+	if (o->verbose)
+		fprintf(stderr, "sendmail: queued as %s\n", id);
+	return EX_OK;
+}
+
 static int enqueue_run(const struct sendmail_opts *o, const struct config *c,
     struct submit_params *p)
 {
@@ -212,7 +261,7 @@ int enqueue_stdin(const struct sendmail_opts *o, const struct config *c)
 		p.eightbit = o->eightbit;
 		p.uid = (long)getuid();
 		p.origin = "sendmail";
-		r = enqueue_run(o, c, &p);
+		r = noconf_active() ? enqueue_noconf(o, c, &p) : enqueue_run(o, c, &p);
 	}
 	for (size_t i = 0; i < n; i++)
 		free(rcpts[i]);

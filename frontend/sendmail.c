@@ -18,6 +18,7 @@
 #include "frontend/control.h"
 #include "frontend/enqueue.h"
 #include "frontend/mailq.h"
+#include "frontend/noconf.h"
 #include "frontend/priv.h"
 #include "lib/addr.h"
 #include "lib/log.h"
@@ -210,6 +211,11 @@ static struct config *sendmail_config(const struct sendmail_opts *o)
 	priv_raise();
 	c = conf_load(path, &errors);
 	priv_lower();
+	/* Not in the service group under NoNewPrivileges: the daemon decides. */
+	if (!c && (c = noconf_config(o, path)) != NULL) {
+		free(errors);
+		return c;
+	}
 	if (!c) {
 		sendmail_fatal_errors(errors ? errors : "configuration error\n");
 		free(errors);
@@ -296,6 +302,14 @@ static int sendmail_verify(const struct sendmail_opts *o, struct config *c)
 			status = e.exit_code;
 			continue;
 		}
+		/* Changed by resolution: only the daemon's config knows the answer. */
+		if (noconf_active() && (n != 1 || strcmp(list[0], o->rcpts[i]) != 0)) {
+			printf("%s -> error: resolved by smtprelayd with its configuration; %s\n",
+			    o->rcpts[i], noconf_why());
+			submit_free_list(list, n);
+			status = EX_NOPERM;
+			continue;
+		}
 		printf("%s -> ", o->rcpts[i]);
 		for (size_t j = 0; j < n; j++)
 			printf("%s%s", j ? ", " : "", list[j]);
@@ -317,6 +331,15 @@ static int sendmail_flush(const struct config *c)
 	return EX_OK;
 }
 
+/* conf_load checked the aliases, unless it could not read the config. */
+static int sendmail_aliases(void)
+{
+	if (!noconf_active())
+		return EX_OK;
+	fprintf(stderr, "%s: fatal: cannot check the aliases: %s\n", sendmail_prog, noconf_why());
+	return EX_NOPERM;
+}
+
 int sendmail_main(int argc, char **argv)
 {
 	struct sendmail_opts o;
@@ -332,12 +355,14 @@ int sendmail_main(int argc, char **argv)
 	c = sendmail_config(&o);
 	switch (o.mode) {
 	case SM_PRINT: r = sendmail_print(&o, c); break;
-	case SM_ALIASES: r = EX_OK; break;	/* conf_load checked the aliases */
+	case SM_ALIASES: r = sendmail_aliases(); break;
 	case SM_VERIFY: r = sendmail_verify(&o, c); break;
 	case SM_FLUSH: r = sendmail_flush(c); break;
 	case SM_SMTP: r = bs_run(&o, c); break;
 	default:
-		hostdefaults_warn(c);	/* printed with -v only (log_quiet) */
+		/* printed with -v only (log_quiet); without the config the daemon's counts */
+		if (!noconf_active())
+			hostdefaults_warn(c);
 		r = enqueue_stdin(&o, c);
 		break;
 	}

@@ -27,6 +27,7 @@ struct submit {
 	char **rorcpt;			/* ... and the original recipient (NULL: same) */
 	size_t nrcpts;
 	unsigned notify;
+	unsigned max_rcpts;
 	bool extract;
 	char *received;
 	struct buf pending;		/* output held until the header section is over */
@@ -188,6 +189,12 @@ static int submit_take(struct submit *s, const char *given, unsigned notify, con
 
 	if (cnt < 0)
 		return -1;
+	if (s->max_rcpts && s->nrcpts + (size_t)cnt > s->max_rcpts) {
+		submit_free_list(out, (size_t)cnt);
+		submit_set_error(e, EX_DATAERR, 452, "4.5.3",
+		    "too many recipients: more than %u (max_recipients)", s->max_rcpts);
+		return -1;
+	}
 	for (int i = 0; i < cnt && r == 0; i++) {
 		const char *o = orcpt;
 		if (!o && strcmp(out[i], given) != 0) {
@@ -366,6 +373,7 @@ struct submit *submit_begin(const struct submit_params *p, struct submit_error *
 	s->handover_fd = p->handover ? p->handover_fd : -1;
 	s->area = p->area;
 	s->notify = p->notify;
+	s->max_rcpts = p->max_rcpts;
 	s->extract = p->extract_rcpts;
 	if (submit_init_envelope(s, p, e) < 0)
 		goto fail;

@@ -42,6 +42,8 @@ struct submit_params {
 	long uid;			/* submitter, -1 when unknown */
 	const char *origin;		/* for logs: "sendmail", "smtp [127.0.0.1]" */
 	time_t now;			/* 0 = time(NULL) */
+	unsigned max_rcpts;		/* 0 = no limit; the daemon bounds work it does for
+					 * others (daemon/rawpickup.c) */
 };
 
 /* Why a submission failed, for both worlds: sysexits and SMTP replies. */
