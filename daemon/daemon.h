@@ -25,6 +25,7 @@ struct sched;
 struct ctl;
 struct handover;
 struct dsn_limit;
+struct durable;
 
 struct daemon {
 	struct event_base *base;
@@ -39,6 +40,7 @@ struct daemon {
 	struct ctl *ctl;
 	struct handover *handover;	/* public/submit for front ends without setgid */
 	struct dsn_limit *dsn_limit;
+	struct durable *durable;	/* spool writes off the loop (daemon/durable.h) */
 	bool stopping;
 };
 

@@ -23,6 +23,7 @@ struct qwriter {
 	size_t used;		/* bytes waiting in wbuf */
 	bool written;		/* something went to the file: the size needs a pwrite */
 	bool eightbit;		/* patched into the header at commit */
+	bool renamed;		/* staged: in place, its directory not yet fsynced */
 	off_t eightbit_off;	/* offset of the 8bitmime flag digit */
 	char id[QID_SIZE];
 	char tmpname[QID_SIZE + 8];
@@ -301,39 +302,63 @@ static int qwriter_finish(struct qwriter *w, const char **step)
 	return n < 0 ? -1 : 0;
 }
 
-int qwriter_commit(struct qwriter *w, char *err, size_t errlen)
+int qwriter_stage(struct qwriter *w, char *err, size_t errlen)
 {
 	const char *step;
 	int saved;
 
 	if (qwriter_finish(w, &step) < 0)
 		goto fail;
-	if (w->dirfd < 0) {
-		qwriter_free(w, false);
+	if (w->dirfd < 0)
 		return 0;
-	}
 	step = "rename";
 	if (fs_rename_noreplace(w->dirfd, w->tmpname, w->dirfd, w->id) < 0)
 		goto fail;
 	w->tmpname[0] = '\0';
-	if (fs_fsync_dirfd(w->dirfd) < 0) {
-		/* Not durable, so not accepted: take it back rather than risk a
-		 * duplicate when the client retries. */
-		saved = errno;
-		unlinkat(w->dirfd, w->id, 0);
-		store_err(err, errlen, w->q, w->area, NULL, "fsync: %s", strerror(saved));
-		qwriter_free(w, false);
-		errno = saved;
-		return -1;
-	}
-	qwriter_free(w, false);
+	w->renamed = true;
 	return 0;
 fail:
 	saved = errno;
 	store_err(err, errlen, w->q, w->area, w->tmpname, "%s: %s", step, strerror(saved));
-	qwriter_free(w, true);
+	if (w->tmpname[0])
+		unlinkat(w->dirfd, w->tmpname, 0);
+	w->tmpname[0] = '\0';
 	errno = saved;
 	return -1;
+}
+
+int qwriter_dirfd(const struct qwriter *w)
+{
+	return w->renamed ? w->dirfd : -1;
+}
+
+int qwriter_settle(struct qwriter *w, int error, char *err, size_t errlen)
+{
+	if (error && w->renamed) {
+		/* Not durable, so not accepted: take it back rather than risk a
+		 * duplicate when the client retries. */
+		unlinkat(w->dirfd, w->id, 0);
+		store_err(err, errlen, w->q, w->area, NULL, "fsync: %s", strerror(error));
+	}
+	qwriter_free(w, true);
+	errno = error;
+	return error ? -1 : 0;
+}
+
+int qwriter_commit(struct qwriter *w, char *err, size_t errlen)
+{
+	int e = 0;
+
+	if (qwriter_stage(w, err, errlen) < 0)
+		e = errno;
+	else if (qwriter_dirfd(w) >= 0 && fs_fsync_dirfd(w->dirfd) < 0)
+		e = errno;
+	if (e && !w->renamed) {
+		qwriter_free(w, true);
+		errno = e;
+		return -1;
+	}
+	return qwriter_settle(w, e, err, errlen);
 }
 
 void qwriter_abort(struct qwriter *w)
