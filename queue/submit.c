@@ -78,7 +78,9 @@ static void submit_spool_error(struct submit_error *e, int err, const char *what
 		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory: %s", what);
 		break;
 	default:
-		submit_set_error(e, EX_IOERR, 451, "4.3.0", "spool error: %s", what);
+		/* An I/O error is a disk's bad moment, not a verdict on the
+		 * message: the caller should try again (DESIGN §3). */
+		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "spool error: %s", what);
 		break;
 	}
 }
