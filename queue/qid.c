@@ -2,6 +2,7 @@
 #include "queue/queue.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -57,11 +58,15 @@ void queue_new_id(char id[QID_SIZE])
 	/* Strictly increasing within a process, even if called twice in one
 	 * microsecond or the clock steps back. */
 	static uint64_t last_us;
+	/* The daemon's commit threads make ids too (pickup, handover). */
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	uint64_t now = qid_now_us();
 
+	pthread_mutex_lock(&lock);
 	if (now <= last_us)
 		now = last_us + 1;
 	last_us = now;
+	pthread_mutex_unlock(&lock);
 	qid_encode(id, now, QID_TIME_DIGITS);
 	qid_encode(id + QID_TIME_DIGITS, (uint64_t)getpid(), QID_PID_DIGITS);
 	qid_encode(id + QID_TIME_DIGITS + QID_PID_DIGITS, qid_random(), QID_RAND_DIGITS);

@@ -24,6 +24,8 @@ struct qwriter {
 	bool written;		/* something went to the file: the size needs a pwrite */
 	bool eightbit;		/* patched into the header at commit */
 	bool renamed;		/* staged: in place, its directory not yet fsynced */
+	bool lazy;		/* tmp.ID not created yet: at the first flush */
+	bool replace_tmp;	/* a stale tmp.ID of a crashed pickup may be in the way */
 	off_t eightbit_off;	/* offset of the 8bitmime flag digit */
 	char id[QID_SIZE];
 	char tmpname[QID_SIZE + 8];
@@ -37,12 +39,16 @@ static mode_t qwriter_mode(enum q_area area)
 	return area == Q_MAILDROP ? 0640 : 0600;
 }
 
+static int qwriter_create_now(struct qwriter *w);
+
 static int qwriter_flush(struct qwriter *w)
 {
 	if (w->error) {
 		errno = w->error;
 		return -1;
 	}
+	if (w->used && w->lazy && qwriter_create_now(w) < 0)
+		return -1;
 	if (w->used && fs_write_all(w->fd, w->wbuf, w->used) < 0) {
 		w->error = errno;
 		return -1;
@@ -64,6 +70,8 @@ static int qwriter_put(struct qwriter *w, const void *data, size_t len)
 		if (qwriter_flush(w) < 0)
 			return -1;
 		if (len >= Q_WBUF_SIZE) {
+			if (w->lazy && qwriter_create_now(w) < 0)
+				return -1;
 			w->written = true;
 			if (fs_write_all(w->fd, data, len) < 0) {
 				w->error = errno;
@@ -127,6 +135,27 @@ static int qwriter_create(struct qwriter *w, struct q_envelope *env, bool preset
 	return 0;
 }
 
+/* The deferred creation of tmp.ID.  A queue/ message is created only when
+ * its first bytes leave the buffer: for most messages that is at commit, on
+ * the commit stage's thread, so the event loop never waits for a create. */
+static int qwriter_create_now(struct qwriter *w)
+{
+	snprintf(w->tmpname, sizeof(w->tmpname), "tmp.%s", w->id);
+	if (w->replace_tmp)
+		unlinkat(w->dirfd, w->tmpname, 0);
+	w->fd = openat(w->dirfd, w->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    qwriter_mode(w->area));
+	if (w->fd < 0 || fchmod(w->fd, qwriter_mode(w->area)) < 0) {
+		w->error = errno;
+		if (w->fd < 0)
+			w->tmpname[0] = '\0';	/* not ours: never unlink it */
+		errno = w->error;
+		return -1;
+	}
+	w->lazy = false;
+	return 0;
+}
+
 static int qwriter_header(struct qwriter *w, const struct q_envelope *env, char *err, size_t errlen)
 {
 	struct buf b;
@@ -179,8 +208,19 @@ struct qwriter *store_writer_open(struct queue *q, enum q_area area, struct q_en
 	w->q = q;
 	w->area = area;
 	w->dirfd = dirfd;
-	if (qwriter_create(w, env, preset, replace_tmp, err, errlen) < 0 ||
-	    qwriter_header(w, env, err, errlen) < 0) {
+	w->fd = -1;
+	w->replace_tmp = replace_tmp;
+	/* The daemon's own queue/ files are made at the first flush; a front
+	 * end's maildrop file at once, so that a spool it cannot write is
+	 * reported before it reads the message. */
+	if (area == Q_QUEUE) {
+		w->lazy = true;
+		memcpy(w->id, env->id, sizeof(w->id));
+	} else if (qwriter_create(w, env, preset, replace_tmp, err, errlen) < 0) {
+		qwriter_free(w, true);
+		return NULL;
+	}
+	if (qwriter_header(w, env, err, errlen) < 0) {
 		int saved = errno;
 		qwriter_free(w, true);
 		errno = saved;
@@ -293,6 +333,9 @@ static int qwriter_finish(struct qwriter *w, const char **step)
 		return -1;
 	if (qwriter_flush(w) < 0)
 		return -1;
+	*step = "write";
+	if (w->lazy && qwriter_create_now(w) < 0)
+		return -1;	/* an empty buffer: only a header-less writer */
 	*step = "fsync";
 	if (fsync(w->fd) < 0)
 		return -1;
@@ -319,7 +362,15 @@ int qwriter_stage(struct qwriter *w, char *err, size_t errlen)
 	return 0;
 fail:
 	saved = errno;
-	store_err(err, errlen, w->q, w->area, w->tmpname, "%s: %s", step, strerror(saved));
+	if (w->lazy) {
+		/* tmp.ID could not even be created: name it all the same. */
+		step = "create";
+		snprintf(w->tmpname, sizeof(w->tmpname), "tmp.%s", w->id);
+		store_err(err, errlen, w->q, w->area, w->tmpname, "%s: %s", step, strerror(saved));
+		w->tmpname[0] = '\0';
+	} else {
+		store_err(err, errlen, w->q, w->area, w->tmpname, "%s: %s", step, strerror(saved));
+	}
 	if (w->tmpname[0])
 		unlinkat(w->dirfd, w->tmpname, 0);
 	w->tmpname[0] = '\0';
