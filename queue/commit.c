@@ -6,15 +6,13 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define COMMIT_STACK ((size_t)256 << 10)	/* envelope parsing uses a few 4 KiB lines */
-#define COMMIT_NICE 3		/* the event loop goes first when CPUs are short */
 
 struct commit_job {
 	struct commit_job *next;
@@ -96,19 +94,11 @@ static void commit_stage_one(struct commit_job *j)
 		j->dirfd = -1;
 }
 
-/* Workers mostly wait for the disk; when they do need a CPU, the loop's
- * sessions should not wait for them (Linux: nice is per thread). */
-static void commit_lower_priority(void)
-{
-	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), COMMIT_NICE);
-}
-
 static void *commit_worker(void *arg)
 {
 	struct commit *c = arg;
 	struct commit_job *j;
 
-	commit_lower_priority();
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (!c->todo.head && !c->stopping)
@@ -193,7 +183,6 @@ static void *commit_syncer(void *arg)
 	struct commit *c = arg;
 	struct commit_list batch, serial;
 
-	commit_lower_priority();
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (commit_idle(c) && !(c->stopping && !c->todo.head && !c->staging))

@@ -7,6 +7,7 @@ import os
 import shutil
 import smtplib
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -91,7 +92,9 @@ class CommitTest(testlib.TestCase):
                    for i in range(16)]
         for t in threads:
             t.start()
-        time.sleep(flush / 2)  # the commits are under way
+        qdir = os.path.join(d.inst.spool, "queue")
+        # the commits are under way once the writer threads create files
+        wait_for(lambda: any(n.startswith("tmp.") for n in os.listdir(qdir)), 10, "commits started")
         greet = greeting_time(d.port)
         for t in threads:
             t.join()
@@ -127,6 +130,26 @@ class CommitTest(testlib.TestCase):
             qdir = os.path.join(d.inst.spool, "queue")
             wait_for(lambda: os.listdir(qdir) == [], 10, "empty queue, no temporary file left")
             d.stop()
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_handover_disk_full_exit_75(self):
+        # NoNewPrivileges: sendmail hands the message to the daemon, which
+        # reads and queues it off the loop; a full disk is the caller's 75.
+        fx = self.smarthost()
+        d = self.daemon(fx.ports["sub"], fail="write:ENOSPC:1:*/queue/tmp.*")
+        for p in (self.root, os.path.dirname(d.inst.dir), d.inst.dir, d.inst.prefix,
+                  os.path.join(d.inst.prefix, "sbin")):
+            os.chmod(p, 0o755)
+        os.chmod(d.inst.conf, 0o644)
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs",
+               d.inst.path("sendmail"), "-C", d.inst.conf, "-f", "app@example.com", "bob@example.com"]
+        full, fine = (subprocess.run(cmd, input=b"Subject: %s\n\nhello\n" % subject,
+                                     capture_output=True, timeout=30) for subject in (b"full", b"fine"))
+        self.assertEqual(full.returncode, 75, full.stderr)
+        self.assertIn(b"No space left on device", full.stderr)
+        self.assertEqual(fine.returncode, 0, fine.stderr)
+        wait_for(lambda: self.delivered_subjects(fx) == {"fine"}, 20, "the second message delivered")
+        d.wait_log(r"handed over by uid \d+ refused: .*tmp\.\w+.*No space left on device")
 
     def test_kill9_during_commits_loses_nothing_acknowledged(self):
         fx = self.smarthost()
