@@ -41,9 +41,10 @@ struct commit {
 	bool stopping;
 	int pipe[2];			/* a byte per finished batch wakes the loop */
 	pthread_t workers[COMMIT_WORKERS];
-	pthread_t syncer;
+	pthread_t syncers[COMMIT_SYNCERS];
+	unsigned nsyncers;		/* started */
+	bool serial_busy;		/* a syncer is running serial jobs: one at a time */
 	unsigned nthreads;		/* workers started */
-	bool syncer_started;
 	struct commit_stats stats;
 };
 
@@ -119,8 +120,10 @@ static void *commit_worker(void *arg)
 
 /* One fsync per distinct directory of the batch; jobs whose directory could
  * not be synced get that errno. */
-static void commit_sync_dirs(struct commit *c, struct commit_list *batch)
+static unsigned long commit_sync_dirs(struct commit_list *batch)
 {
+	unsigned long n = 0;
+
 	for (struct commit_job *j = batch->head; j; j = j->next) {
 		int fd = j->dirfd, e = 0;
 
@@ -128,7 +131,7 @@ static void commit_sync_dirs(struct commit *c, struct commit_list *batch)
 			continue;
 		if (fs_fsync_dirfd(fd) < 0)
 			e = errno;
-		c->stats.dir_fsyncs++;
+		n++;
 		for (struct commit_job *k = j; k; k = k->next) {
 			if (k->dirfd != fd)
 				continue;
@@ -140,6 +143,7 @@ static void commit_sync_dirs(struct commit *c, struct commit_list *batch)
 			}
 		}
 	}
+	return n;
 }
 
 static void commit_settle(struct commit_list *batch)
@@ -152,18 +156,24 @@ static void commit_settle(struct commit_list *batch)
 /* One round: serial jobs in order, then the directory fsyncs for all. */
 static void commit_round(struct commit *c, struct commit_list *serial, struct commit_list *batch)
 {
-	unsigned long n = 0;
+	unsigned long n = 0, fsyncs;
+	bool had_serial = serial->head != NULL;
 	char byte = 1;
 
 	for (struct commit_job *j = serial->head; j; j = j->next)
 		commit_stage_one(j);
 	commit_append(batch, serial);
-	commit_sync_dirs(c, batch);
+	fsyncs = commit_sync_dirs(batch);
 	commit_settle(batch);
 	for (struct commit_job *j = batch->head; j; j = j->next)
 		n++;
 	pthread_mutex_lock(&c->lock);
 	commit_append(&c->done, batch);
+	c->stats.dir_fsyncs += fsyncs;
+	if (had_serial) {
+		c->serial_busy = false;
+		pthread_cond_broadcast(&c->sync);
+	}
 	c->stats.batches++;
 	c->stats.jobs += n;
 	if (n > c->stats.max_batch)
@@ -173,15 +183,19 @@ static void commit_round(struct commit *c, struct commit_list *serial, struct co
 	(void)!write(c->pipe[1], &byte, 1);
 }
 
+/* Nothing this syncer may take: no staged job, and no serial job that is
+ * not already another syncer's turn. */
 static bool commit_idle(const struct commit *c)
 {
-	return !c->staged.head && !c->serial.head;
+	return !c->staged.head && (!c->serial.head || c->serial_busy);
 }
 
+/* Several syncers: while one waits for a directory fsync, the next batch
+ * need not wait for it (a lone message costs two flushes, not three). */
 static void *commit_syncer(void *arg)
 {
 	struct commit *c = arg;
-	struct commit_list batch, serial;
+	struct commit_list batch, serial = { NULL, NULL };
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
@@ -190,9 +204,13 @@ static void *commit_syncer(void *arg)
 		if (commit_idle(c))
 			break;
 		batch = commit_take(&c->staged);
-		serial = commit_take(&c->serial);
+		if (!c->serial_busy && c->serial.head) {
+			serial = commit_take(&c->serial);
+			c->serial_busy = true;
+		}
 		pthread_mutex_unlock(&c->lock);
 		commit_round(c, &serial, &batch);
+		serial.head = serial.tail = NULL;
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -220,9 +238,11 @@ static int commit_start(struct commit *c)
 {
 	int e;
 
-	if ((e = commit_spawn(c, &c->syncer, commit_syncer)))
+	for (; c->nsyncers < COMMIT_SYNCERS; c->nsyncers++)
+		if ((e = commit_spawn(c, &c->syncers[c->nsyncers], commit_syncer)))
+			break;
+	if (!c->nsyncers)
 		return e;
-	c->syncer_started = true;
 	for (; c->nthreads < COMMIT_WORKERS; c->nthreads++)
 		if ((e = commit_spawn(c, &c->workers[c->nthreads], commit_worker)))
 			return c->nthreads ? 0 : e;	/* fewer threads only means less overlap */
@@ -270,12 +290,12 @@ void commit_free(struct commit *c)
 	pthread_mutex_unlock(&c->lock);
 	for (unsigned i = 0; i < c->nthreads; i++)
 		pthread_join(c->workers[i], NULL);
-	/* The workers are gone: wake the syncer for their last staged jobs. */
+	/* The workers are gone: wake the syncers for their last staged jobs. */
 	pthread_mutex_lock(&c->lock);
 	pthread_cond_broadcast(&c->sync);
 	pthread_mutex_unlock(&c->lock);
-	if (c->syncer_started)
-		pthread_join(c->syncer, NULL);
+	for (unsigned i = 0; i < c->nsyncers; i++)
+		pthread_join(c->syncers[i], NULL);
 	commit_reap(c);
 	close(c->pipe[0]);
 	close(c->pipe[1]);

@@ -7,10 +7,13 @@
  * running share the next one (group commit), so N concurrent commits cost
  * their N file fsyncs, done in parallel by up to COMMIT_WORKERS threads, plus
  * one or two directory fsyncs, not 2N flushes in a row.  A lone job is
- * started at once: batching only ever takes what is already waiting.
+ * started at once: batching only ever takes what is already waiting, and
+ * with COMMIT_SYNCERS threads a new batch does not wait for the fsync of
+ * the one before.
  *
  * Ordering: "serial" jobs (per-recipient state, removals) run one at a time
- * in submission order, on the directory-fsync thread, so two updates of one
+ * in submission order, on a directory-fsync thread (one at a time: a round
+ * with serial jobs ends before the next such round starts), so two updates of one
  * message can never overtake each other; parallel jobs (new messages) have
  * no order among themselves.  done() callbacks run in completion order.
  *
@@ -32,6 +35,7 @@
 #include <stddef.h>
 
 #define COMMIT_WORKERS 8		/* parallel file fsyncs: flushes overlap on real disks */
+#define COMMIT_SYNCERS 2		/* directory fsyncs that may be in flight at once */
 #define COMMIT_ERR_SIZE 512
 
 struct commit;
