@@ -35,7 +35,9 @@
 #include <stddef.h>
 
 #define COMMIT_WORKERS 8		/* parallel file fsyncs: flushes overlap on real disks */
+#ifndef COMMIT_SYNCERS
 #define COMMIT_SYNCERS 2		/* directory fsyncs that may be in flight at once */
+#endif
 #define COMMIT_ERR_SIZE 512
 
 struct commit;
