@@ -27,6 +27,7 @@ struct handover;
 struct dsn_limit;
 struct metrics;
 struct signer;
+struct durable;
 
 struct daemon {
 	struct event_base *base;
@@ -43,6 +44,7 @@ struct daemon {
 	struct dsn_limit *dsn_limit;
 	struct metrics *metrics;	/* metrics_listen, metrics_textfile (§8) */
 	struct signer *signer;		/* DKIM keys of conf (daemon/signer.h) */
+	struct durable *durable;	/* spool writes off the loop (daemon/durable.h) */
 	bool stopping;
 };
 

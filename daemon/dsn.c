@@ -15,6 +15,7 @@
 #include "lib/log.h"
 #include "lib/rfc5322.h"
 #include "queue/submit.h"
+#include "daemon/qstore.h"
 
 /* Bounds of what dsn_build writes: fixed text, and per failed recipient a
  * text line and the delivery-status fields (each at most DSN_TEXT_MAX). */
@@ -424,8 +425,30 @@ bool dsn_limit_take(struct dsn_limit *l, const char *sender, time_t now)
 
 /* ---- queueing ---- */
 
+/* The DSN's way to the disk: logged when queued, then the caller is told. */
+struct dsn_pending {
+	struct queue *queue;
+	char orig[QID_SIZE];
+	qstore_cb cb;
+	void *arg;
+};
+
+static void dsn_queued(void *arg, int error, const char *err, const char *dsnid)
+{
+	struct dsn_pending *p = arg;
+
+	if (error)
+		log_err("%s: cannot queue a DSN: %s", p->orig, err);
+	else {
+		log_info("%s: sender non-delivery notification: %s", p->orig, dsnid);
+		maillog_queued(p->queue, dsnid);
+	}
+	p->cb(p->arg, error, err, dsnid);
+	free(p);
+}
+
 static int dsn_submit(struct daemon *d, const struct q_envelope *env, const bool *failed,
-    int fd, char dsnid[QID_SIZE])
+    int fd, struct dsn_pending *pending)
 {
 	char *rcpts[1] = { env->sender };
 	struct submit_params p = {
@@ -435,7 +458,8 @@ static int dsn_submit(struct daemon *d, const struct q_envelope *env, const bool
 	};
 	struct submit_error e = { 0 };
 	struct dsn_info info = { .hostname = d->conf->hostname, .now = time(NULL) };
-	char msgid[QID_SIZE + 300];
+	char msgid[QID_SIZE + 300], dsnid[QID_SIZE];
+	struct qwriter *w = NULL;
 	struct submit *s;
 	struct buf b;
 
@@ -455,18 +479,21 @@ static int dsn_submit(struct daemon *d, const struct q_envelope *env, const bool
 		submit_abort(s);
 		s = NULL;
 	}
-	if (!s || submit_commit(s, dsnid, &e) < 0) {
+	if (!s || !(w = submit_finish(s, dsnid, &e))) {
 		log_err("%s: cannot queue a DSN: %s", env->id, e.text);
 		buf_free(&b);
 		return -1;
 	}
 	buf_free(&b);
+	/* Serial: on disk before the failed state that the sched writes next. */
+	qstore_writer(d, w, true, dsn_queued, pending);
 	return 0;
 }
 
 int dsn_send(struct daemon *d, const struct q_envelope *env, const bool *failed,
-    char dsnid[QID_SIZE])
+    qstore_cb cb, void *arg)
 {
+	struct dsn_pending *p;
 	int fd, r;
 
 	if (!env->sender[0]) {
@@ -486,11 +513,20 @@ int dsn_send(struct daemon *d, const struct q_envelope *env, const bool *failed,
 		log_err("%s: cannot read the message for its DSN: %s", env->id, strerror(errno));
 		return -1;
 	}
-	r = dsn_submit(d, env, failed, fd, dsnid);
-	close(fd);
-	if (r < 0)
+	if (!(p = calloc(1, sizeof(*p)))) {
+		close(fd);
+		log_err("%s: cannot queue a DSN: out of memory", env->id);
 		return -1;
-	log_info("%s: sender non-delivery notification: %s", env->id, dsnid);
-	maillog_queued(d->queue, dsnid);
+	}
+	snprintf(p->orig, sizeof(p->orig), "%s", env->id);
+	p->queue = d->queue;
+	p->cb = cb;
+	p->arg = arg;
+	r = dsn_submit(d, env, failed, fd, p);
+	close(fd);
+	if (r < 0) {
+		free(p);
+		return -1;
+	}
 	return 1;
 }

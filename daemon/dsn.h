@@ -17,6 +17,7 @@
 #include "daemon/daemon.h"
 #include "lib/buf.h"
 #include "queue/queue.h"
+#include "daemon/qstore.h"
 
 #define DSN_HEADERS_MAX (64 * 1024)
 #define DSN_LIMIT_PER_HOUR 10
@@ -45,11 +46,13 @@ void dsn_limit_free(struct dsn_limit *l);
 bool dsn_limit_take(struct dsn_limit *l, const char *sender, time_t now);
 
 /* Decide, build and queue (queue/, through submit) the DSN for env's newly
- * failed recipients.  1: queued, id in dsnid (the caller schedules it);
- * 0: none is due (null sender, NOTIFY, rate limit; logged); -1: it could not
- * be queued now (logged): keep the failures retryable. */
+ * failed recipients.  1: built and on its way to the disk (daemon/qstore.h,
+ * serial): cb(arg, error, err, dsnid) says whether it was queued (the caller
+ * then schedules it), possibly before dsn_send returns; 0: none is due (null
+ * sender, NOTIFY, rate limit; logged); -1: it could not be built (logged).
+ * On -1 or a cb error, keep the failures retryable. */
 int dsn_send(struct daemon *d, const struct q_envelope *env, const bool *failed,
-    char dsnid[QID_SIZE]);
+    qstore_cb cb, void *arg);
 
 /* The enhanced status code in a reply or reason text ("5.1.1"), into out;
  * false if there is none. */

@@ -3,6 +3,7 @@
 #include "daemon/handover.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
-#include "daemon/rawpickup.h"
+#include "daemon/qstore.h"
 #include "daemon/sched.h"
 #include "daemon/stats.h"
 #include "frontend/handoff.h"
@@ -34,6 +35,7 @@ struct handover_client {
 	struct handover *h;
 	struct event *ev;
 	int fd;
+	long uid, pid;			/* the peer, once its message is in */
 };
 
 static void handover_client_free(struct handover_client *cl)
@@ -67,25 +69,39 @@ static void handover_reply(int s, const char *word, const char *text)
 		    MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-static int handover_queue(struct handover *h, int fd, uid_t uid, char id[QID_SIZE],
-    char *err, size_t errlen)
+/* A bound before reading anything: the header is small, content is capped. */
+static int handover_check(struct handover *h, int fd, char *err, size_t errlen)
 {
 	struct stat st;
 
-	/* From a front end that could not read the config: submitted here. */
-	if (rawpickup_detect(fd))
-		return rawpickup_queue(h->d, fd, (long)uid, id, err, errlen);
-	/* A bound before reading anything: the header is small, content is capped. */
 	if (fstat(fd, &st) < 0 || st.st_size < 0 ||
 	    (uint64_t)st.st_size > (uint64_t)h->d->conf->max_message_size + 65536) {
 		snprintf(err, errlen, "message larger than max_message_size");
 		return -1;
 	}
-	if (queue_accept_fd(h->d->queue, fd, (long)uid, id, err, errlen) < 0)
-		return -1;
-	stats_received(STATS_SRC_SENDMAIL);
-	sched_add(h->d->sched, id);
 	return 0;
+}
+
+/* The message is queued (or not): answer the front end, which waits. */
+static void handover_queued(void *arg, int error, const char *err, const char *id)
+{
+	struct handover_client *cl = arg;
+	int s = cl->fd;
+
+	if (error) {
+		log_warn("message handed over by uid %ld refused: %s", (long)cl->uid, err);
+		handover_reply(s, "error", err);
+	} else {
+		char note[64];
+
+		snprintf(note, sizeof(note), " (handed over by pid %ld)", cl->pid);
+		maillog_picked_up(cl->h->d->queue, id, note);
+		handover_reply(s, "ok", id);
+		stats_received(STATS_SRC_SENDMAIL);
+		if (sched_add(cl->h->d->sched, id) < 0)
+			log_err("%s: out of memory scheduling (delivered at the next queue scan)", id);
+	}
+	handover_client_free(cl);
 }
 
 static void handover_read_cb(evutil_socket_t s, short what, void *arg)
@@ -93,7 +109,7 @@ static void handover_read_cb(evutil_socket_t s, short what, void *arg)
 	struct handover_client *cl = arg;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	char id[QID_SIZE], err[512];
+	char err[512];
 	int fd;
 
 	if (what & EV_TIMEOUT) {
@@ -106,18 +122,19 @@ static void handover_read_cb(evutil_socket_t s, short what, void *arg)
 		handover_client_free(cl);
 		return;
 	}
-	if (handover_queue(cl->h, fd, cred.uid, id, err, sizeof(err)) < 0) {
+	if (handover_check(cl->h, fd, err, sizeof(err)) < 0) {
 		log_warn("message handed over by uid %ld refused: %s", (long)cred.uid, err);
 		handover_reply(s, "error", err);
-	} else {
-		char note[64];
-
-		snprintf(note, sizeof(note), " (handed over by pid %ld)", (long)cred.pid);
-		maillog_picked_up(cl->h->d->queue, id, note);
-		handover_reply(s, "ok", id);
+		close(fd);
+		handover_client_free(cl);
+		return;
 	}
-	close(fd);
-	handover_client_free(cl);
+	cl->uid = (long)cred.uid;
+	cl->pid = (long)cred.pid;
+	/* Reading the caller's file (maybe on a slow or FUSE file system) and
+	 * queueing it happen off the loop; no timeout meanwhile. */
+	event_del(cl->ev);
+	qstore_accept_fd(cl->h->d, fd, cl->uid, handover_queued, cl);
 }
 
 static void handover_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,

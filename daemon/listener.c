@@ -15,6 +15,8 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "daemon/daemon.h"
+#include "daemon/durable.h"
 #include "daemon/sched.h"
 #include "daemon/stats.h"
 #include "lib/log.h"
@@ -32,6 +34,7 @@ struct lsess {
 	struct bufferevent *bev;
 	struct smtp_server *srv;
 	struct submit *sub;
+	struct lcommit *committing;	/* DATA being made durable off the loop */
 	struct event *timer;
 	char ip[INET6_ADDRSTRLEN];
 	char name[16];			/* "localhost" for loopback, else "unknown" (no rDNS) */
@@ -46,6 +49,16 @@ struct listener {
 	size_t n;
 	struct lsess *sessions;
 	unsigned nsessions;
+};
+
+/* One message on its way to the disk; outlives its session if need be,
+ * since a message that reached the disk must be delivered all the same. */
+struct lcommit {
+	struct daemon *d;
+	struct lsess *s;		/* NULL once the session is gone */
+	struct qwriter *w;
+	char id[QID_SIZE];
+	char client[INET6_ADDRSTRLEN + 24];	/* "localhost[127.0.0.1]" */
 };
 
 static void lsess_free(struct lsess *s);
@@ -129,27 +142,106 @@ static int lsess_write(void *ctx, const char *data, size_t len, struct smtp_repl
 	return 0;
 }
 
+/* The message is durable: log it as Postfix does and hand it to delivery. */
+static void lsess_queued(struct daemon *d, const struct lcommit *c)
+{
+	log_info("%s: client=%s", c->id, c->client);
+	maillog_queued(d->queue, c->id);
+	stats_received(STATS_SRC_SMTP);
+	if (sched_add(d->sched, c->id) < 0)
+		log_err("%s: out of memory scheduling (delivered at the next queue scan)", c->id);
+}
+
+static int lcommit_stage(void *arg, int *dirfd, char *err, size_t errlen)
+{
+	struct lcommit *c = arg;
+
+	if (qwriter_stage(c->w, err, errlen) < 0)
+		return errno ? errno : EIO;
+	*dirfd = qwriter_dirfd(c->w);
+	return 0;
+}
+
+static int lcommit_settle(void *arg, int error, char *err, size_t errlen)
+{
+	struct lcommit *c = arg;
+	int r = qwriter_settle(c->w, error, err, errlen);
+
+	c->w = NULL;
+	return r < 0 ? (errno ? errno : EIO) : 0;
+}
+
+static void lcommit_done(void *arg, int error, const char *err)
+{
+	struct lcommit *c = arg;
+	struct submit_error e = { 0 };
+	struct smtp_reply fail = { 0 };
+	struct lsess *s = c->s;
+
+	if (error) {
+		submit_spool_failure(&e, error, err);
+		log_warn("client=%s: %d %s", c->client, e.smtp_code, e.text);
+		lsess_reply(&fail, &e);
+	} else {
+		lsess_queued(c->d, c);
+	}
+	if (s) {
+		s->committing = NULL;
+		smtp_server_commit_done(s->srv, error ? NULL : c->id, &fail);
+		lsess_pump(s);
+	}
+	free(c);
+}
+
+static const struct commit_ops lcommit_ops = {
+	.stage = lcommit_stage, .settle = lcommit_settle, .done = lcommit_done,
+};
+
+/* Without the stage (or its memory): commit here, as the front ends do. */
+static int lsess_commit_now(struct lcommit *c, struct smtp_reply *fail)
+{
+	struct submit_error e = { 0 };
+	char err[256];
+	int r = qwriter_commit(c->w, err, sizeof(err));
+
+	if (r < 0) {
+		submit_spool_failure(&e, errno, err);
+		log_warn("client=%s: %d %s", c->client, e.smtp_code, e.text);
+		lsess_reply(fail, &e);
+	} else {
+		lsess_queued(c->d, c);
+	}
+	free(c);
+	return r;
+}
+
 static int lsess_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_reply *fail)
 {
 	struct lsess *s = ctx;
 	struct submit_error e = { 0 };
-	char id[QID_SIZE];
-	int r;
+	struct lcommit *c = calloc(1, sizeof(*c));
 
-	r = submit_commit(s->sub, id, &e);
+	if (c)
+		c->w = submit_finish(s->sub, c->id, &e);
+	else
+		submit_abort(s->sub);
 	s->sub = NULL;
-	if (r < 0) {
+	if (!c || !c->w) {
+		if (!c)
+			submit_spool_failure(&e, ENOMEM, "accepting a message");
 		log_warn("client=%s[%s]: %d %s", s->name, s->ip, e.smtp_code, e.text);
 		lsess_reply(fail, &e);
+		free(c);
 		return -1;
 	}
-	snprintf(queue_id, idlen, "%s", id);
-	log_info("%s: client=%s[%s]", id, s->name, s->ip);
-	maillog_queued(s->l->d->queue, id);
-	stats_received(STATS_SRC_SMTP);
-	if (sched_add(s->l->d->sched, id) < 0)
-		log_err("%s: out of memory scheduling (delivered at the next queue scan)", id);
-	return 0;
+	c->d = s->l->d;
+	snprintf(c->client, sizeof(c->client), "%s[%s]", s->name, s->ip);
+	snprintf(queue_id, idlen, "%s", c->id);
+	if (durable_submit(c->d->durable, &lcommit_ops, c, false) < 0)
+		return lsess_commit_now(c, fail);
+	c->s = s;
+	s->committing = c;
+	return 1;
 }
 
 static void lsess_abort(void *ctx)
@@ -220,6 +312,11 @@ static void lsess_feed(struct lsess *s)
 static void lsess_pump(struct lsess *s)
 {
 	lsess_feed(s);
+	if (smtp_server_committing(s->srv)) {
+		/* Nothing to read until the disk answers; the client waits for us. */
+		bufferevent_disable(s->bev, EV_READ);
+		return;
+	}
 	if (smtp_server_closing(s->srv) || s->eof) {
 		struct timeval grace = { LISTENER_GRACE, 0 };
 
@@ -317,6 +414,8 @@ static void lsess_free(struct lsess *s)
 	/* Frees the transaction too: the sink's abort drops unacknowledged mail. */
 	smtp_server_free(s->srv);
 	lsess_abort(s);
+	if (s->committing)
+		s->committing->s = NULL;
 	if (s->timer)
 		event_free(s->timer);
 	bufferevent_free(s->bev);

@@ -21,6 +21,7 @@
 #include "daemon/handover.h"
 #include "daemon/daemon.h"
 #include "daemon/dsn.h"
+#include "daemon/durable.h"
 #include "daemon/listener.h"
 #include "daemon/metrics.h"
 #include "daemon/maillog.h"
@@ -477,8 +478,15 @@ static int main_serve(struct main_state *m)
 {
 	struct daemon *d = &m->d;
 
+	char err[512];
+
 	if (main_signals(m) < 0 || main_update_relay(d) < 0 || sched_load(d->sched) < 0)
 		return EX_SOFTWARE;
+	/* After the privilege drop: the worker threads run as the service user. */
+	if (!(d->durable = durable_new(d, err, sizeof(err)))) {
+		log_err("%s", err);
+		return EX_OSERR;
+	}
 	if (!(d->pickup = pickup_new(d))) {
 		log_err("cannot watch the maildrop: out of memory");
 		return EX_SOFTWARE;
@@ -498,6 +506,8 @@ static void main_cleanup(struct main_state *m)
 {
 	struct daemon *d = &m->d;
 
+	/* Writes in flight complete (and their messages get scheduled) first. */
+	durable_free(d->durable);
 	listener_free(d->listener);
 	ctl_free(d->ctl);
 	handover_free(d->handover);

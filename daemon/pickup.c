@@ -11,6 +11,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include "daemon/qstore.h"
 #include "daemon/sched.h"
 #include "daemon/stats.h"
 #include "daemon/maillog.h"
@@ -24,6 +25,8 @@ struct pickup {
 	struct event *ev;		/* inotify readable */
 	struct event *timer;		/* safety net */
 	char path[PATH_MAX];
+	unsigned inflight;		/* moves under way off the loop */
+	bool rescan;			/* a scan was asked for meanwhile */
 };
 
 /* "ID: uid=N from=<sender>" once the message is in queue/. */
@@ -32,31 +35,49 @@ static void pickup_log(struct pickup *p, const char *id)
 	maillog_picked_up(p->d->queue, id, "");
 }
 
+/* One move is over (the pickup may be gone: the daemon is stopping). */
+static void pickup_moved(void *arg, int error, const char *err, const char *id)
+{
+	struct daemon *d = arg;
+	struct pickup *p = d->pickup;
+
+	if (error) {
+		/* Another pickup holds it, or an I/O error: the next scan retries. */
+		log_warn("pickup: %s", err);
+	} else {
+		if (p)
+			pickup_log(p, id);
+		stats_received(STATS_SRC_SENDMAIL);
+		if (sched_add(d->sched, id) < 0)
+			log_err("%s: out of memory scheduling", id);
+	}
+	if (!p || --p->inflight > 0 || !p->rescan)
+		return;
+	p->rescan = false;
+	pickup_scan(p);
+}
+
 int pickup_scan(struct pickup *p)
 {
 	char (*ids)[QID_SIZE] = NULL;
-	char err[512];
-	int n, moved = 0;
+	int n;
 
+	/* A scan now would see the files still being moved: wait for them. */
+	if (p->inflight) {
+		p->rescan = true;
+		return 0;
+	}
 	n = queue_scan(p->d->queue, Q_MAILDROP, &ids, PICKUP_TMP_AGE);
 	if (n < 0) {
 		log_err("%s/maildrop: cannot scan: %s", queue_path(p->d->queue), strerror(errno));
 		return -1;
 	}
-	for (int i = 0; i < n; i++) {
-		if (queue_pickup(p->d->queue, ids[i], err, sizeof(err)) < 0) {
-			/* Another pickup holds it, or an I/O error: the next scan retries. */
-			log_warn("pickup: %s", err);
-			continue;
-		}
-		pickup_log(p, ids[i]);
-		stats_received(STATS_SRC_SENDMAIL);
-		if (sched_add(p->d->sched, ids[i]) < 0)
-			log_err("%s: out of memory scheduling", ids[i]);
-		moved++;
-	}
+	/* Counted first: a synchronous completion must not start a rescan. */
+	p->inflight += (unsigned)n;
+	for (int i = 0; i < n; i++)
+		qstore_pickup(p->d, ids[i], pickup_moved, p->d);
 	free(ids);
-	return moved;
+	return n;
 }
 
 /* queue/ files the index does not know about (picked up under a new id,

@@ -16,7 +16,9 @@
 
 struct pickup *pickup_new(struct daemon *d);
 void pickup_free(struct pickup *p);
-/* Scan maildrop/ now; returns how many messages were picked up. */
+/* Scan maildrop/ now and move what is there off the loop (daemon/qstore.h);
+ * returns how many moves were started.  While moves are under way, the scan
+ * is done when they are over. */
 int pickup_scan(struct pickup *p);
 
 #endif

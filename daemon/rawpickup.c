@@ -10,8 +10,6 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "daemon/sched.h"
-#include "daemon/stats.h"
 #include "lib/log.h"
 #include "queue/rawsub.h"
 #include "queue/submit.h"
@@ -125,8 +123,5 @@ int rawpickup_queue(struct daemon *d, int fd, long uid, char id[QID_SIZE], char 
 		    e.enhanced[0] ? e.enhanced : "4.3.0", e.text, e.exit_code ? e.exit_code : EX_TEMPFAIL);
 		return -1;
 	}
-	stats_received(STATS_SRC_SENDMAIL);
-	if (sched_add(d->sched, id) < 0)
-		log_err("%s: out of memory scheduling (delivered at the next queue scan)", id);
 	return 0;
 }

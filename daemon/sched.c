@@ -3,6 +3,7 @@
 #include "daemon/sched.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "daemon/dsn.h"
 #include "daemon/maillog.h"
+#include "daemon/qstore.h"
 #include "lib/log.h"
 
 #define SCHED_LOCKED_RETRY 60		/* another process holds the lock */
@@ -31,6 +33,8 @@ struct sched_job {
 	struct q_envelope *env;
 	struct sched_prev *prev;
 	int lockfd;
+	bool *failed;			/* recipients that failed in this attempt */
+	time_t due;			/* next attempt, once the state is stored */
 };
 
 struct sched {
@@ -269,19 +273,25 @@ static void sched_job_free(struct sched_job *j)
 		close(j->lockfd);
 	q_envelope_free(j->env);
 	free(j->prev);
+	free(j->failed);
 	free(j);
 }
 
-/* Every recipient is DELIVERED or FAILED: the message leaves the queue. */
-static int sched_finish(struct sched *s, const char *id)
+static void sched_removed(void *arg, int error, const char *err, const char *id)
 {
-	if (queue_remove(s->d->queue, Q_QUEUE, id) < 0) {
-		log_err("%s: cannot remove from the queue: %s", id, strerror(errno));
-		return -1;
-	}
-	log_info("%s: removed", id);
+	(void)arg;
+	if (error)
+		log_err("%s", err);
+	else
+		log_info("%s: removed", id);
+}
+
+/* Every recipient is DELIVERED or FAILED: the message leaves the queue, off
+ * the loop; its lock (lockfd, or -1) is held until it has. */
+static void sched_finish(struct sched *s, const char *id, int lockfd)
+{
 	sched_drop(s, id);
-	return 0;
+	qstore_remove(s->d, id, lockfd, sched_removed, NULL);
 }
 
 static void sched_log_expired(const struct q_envelope *env, const bool *failed, time_t now)
@@ -304,26 +314,48 @@ static void sched_log_expired(const struct q_envelope *env, const bool *failed, 
 	}
 }
 
-/* The DSN goes into the queue before the failed state is written; if it
- * cannot, the recipients stay deferred so the DSN is tried again later. */
-static int sched_bounce(struct sched *s, struct sched_job *j, bool *failed, time_t now)
+static void sched_store(struct sched *s, struct sched_job *j);
+
+/* The attempt is over and its state stored (or not): release the message. */
+static void sched_release(struct sched *s, struct sched_job *j, time_t due)
+{
+	struct sched_msg *m = sched_lookup(s, j->env->id);
+	time_t now = time(NULL);
+
+	if (m) {
+		m->busy = false;
+		m->forced = false;
+		m->due = due < 0 ? now + SCHED_ERROR_RETRY : due;
+	}
+	s->inflight--;
+	sched_job_free(j);
+	sched_arm(s);
+}
+
+static void sched_unfail_all(struct sched *s, struct sched_job *j, time_t when)
 {
 	struct q_envelope *env = j->env;
-	char dsnid[QID_SIZE];
-	int r;
 
-	sched_log_expired(env, failed, now);
-	r = dsn_send(s->d, env, failed, dsnid);
-	if (r > 0) {
-		env->dsn_count++;
+	for (size_t i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].state == Q_FAILED && j->prev[i].state != Q_FAILED)
+			sched_unfail(&env->rcpts[i], &j->prev[i], when);
+	(void)s;
+}
+
+static void sched_bounced(void *arg, int error, const char *err, const char *dsnid)
+{
+	struct sched_job *j = arg;
+	struct sched *s = j->s;
+
+	(void)err;
+	if (error) {
+		sched_unfail_all(s, j, time(NULL) + s->d->conf->retry_min);
+	} else {
+		j->env->dsn_count++;
 		if (sched_add(s, dsnid) < 0)
 			log_err("%s: out of memory scheduling the DSN", dsnid);
-	} else if (r < 0) {
-		for (size_t i = 0; i < env->nrcpts; i++)
-			if (failed[i])
-				sched_unfail(&env->rcpts[i], &j->prev[i], now + s->d->conf->retry_min);
 	}
-	return r;
+	sched_store(s, j);
 }
 
 /* A failure nobody is told about (no DSN: null sender, or the DSN limit)
@@ -347,19 +379,77 @@ static void sched_hold(struct sched *s, struct q_envelope *env, time_t now)
 	    lifetime, env->id);
 }
 
+/* The DSN goes into the queue before the failed state is written; if it
+ * cannot, the recipients stay deferred so the DSN is tried again later.
+ * true: the DSN is on its way and sched_bounced continues.  No DSN at all
+ * (null sender, the DSN limit) holds the message, unless NOTIFY said the
+ * sender does not want to know. */
+static bool sched_bounce(struct sched *s, struct sched_job *j, time_t now)
+{
+	int r;
+
+	sched_log_expired(j->env, j->failed, now);
+	r = dsn_send(s->d, j->env, j->failed, sched_bounced, j);
+	if (r < 0)
+		sched_unfail_all(s, j, now + s->d->conf->retry_min);
+	else if (r == 0 && (!j->env->sender[0] || dsn_wanted(j->env, j->failed)))
+		sched_hold(s, j->env, now);
+	return r > 0;
+}
+
 /* Deleted during its delivery (sched_cancel): no state, no DSN, just gone. */
+static void sched_cancel_removed(void *arg, int error, const char *err, const char *id)
+{
+	if (error)
+		log_err("%s", err);
+	else
+		log_info("%s: removed by uid %ld", id, (long)(intptr_t)arg);
+}
+
 static void sched_cancelled_done(struct sched *s, struct sched_job *j, long uid)
 {
 	const char *id = j->env->id;
 
-	if (queue_remove(s->d->queue, Q_QUEUE, id) < 0 && errno != ENOENT)
-		log_err("%s: cannot remove from the queue: %s", id, strerror(errno));
-	else
-		log_info("%s: removed by uid %ld", id, uid);
+	qstore_remove(s->d, id, j->lockfd, sched_cancel_removed, (void *)(intptr_t)uid);
+	j->lockfd = -1;
 	sched_drop(s, id);
 	s->inflight--;
 	sched_job_free(j);
 	sched_arm(s);
+}
+
+static void sched_stored(void *arg, int error, const char *err, const char *id)
+{
+	struct sched_job *j = arg;
+
+	if (error) {
+		log_err("%s: %s", id, err);
+		j->due = time(NULL) + SCHED_ERROR_RETRY;
+	}
+	sched_release(j->s, j, j->due);
+}
+
+/* Every recipient is final: removing the message is its state update,
+ * which saves a state file and two fsyncs per message.  A removal lost in a
+ * crash means a duplicate at worst, which at-least-once allows.  Else the
+ * state file is written off the loop, the message staying busy (and
+ * locked) until it is durable, so the next attempt reads what this one did. */
+static void sched_store(struct sched *s, struct sched_job *j)
+{
+	struct q_envelope *env = j->env;
+
+	j->due = sched_env_due(env);
+	if (j->due < 0)
+		j->due = sched_held_until(env, s->d->conf->queue_lifetime, time(NULL));
+	if (j->due < 0) {
+		if (s->finished)
+			s->finished(s->finished_ctx, env);
+		sched_finish(s, env->id, j->lockfd);
+		j->lockfd = -1;
+		sched_release(s, j, j->due);
+		return;
+	}
+	qstore_state(s->d, env, sched_stored, j);
 }
 
 static void sched_done(struct q_envelope *env, void *arg)
@@ -369,49 +459,23 @@ static void sched_done(struct q_envelope *env, void *arg)
 	const struct config *c = s->d->conf;
 	struct sched_policy pol = { c->retry_min, c->retry_max, c->queue_lifetime };
 	struct sched_msg *m = sched_lookup(s, env->id);
-	time_t now = time(NULL), due;
-	char err[512];
-	bool *failed;
+	time_t now = time(NULL);
 	int nfailed;
 
 	if (m && m->cancelled) {
 		sched_cancelled_done(s, j, m->cancel_uid);
 		return;
 	}
-	failed = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*failed));
-	nfailed = failed ? sched_apply(env, j->prev, &pol, now, failed) : -1;
+	j->failed = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*j->failed));
+	nfailed = j->failed ? sched_apply(env, j->prev, &pol, now, j->failed) : -1;
 	if (nfailed < 0) {
 		/* No DSN without memory: recipients that just failed wait to fail again. */
 		log_err("%s: out of memory updating the recipients' state", env->id);
-		for (size_t i = 0; i < env->nrcpts; i++)
-			if (env->rcpts[i].state == Q_FAILED && j->prev[i].state != Q_FAILED)
-				sched_unfail(&env->rcpts[i], &j->prev[i], now + c->retry_min);
-	} else if (nfailed > 0 && sched_bounce(s, j, failed, now) == 0 &&
-	    (!env->sender[0] || dsn_wanted(env, failed)))
-		sched_hold(s, env, now);	/* not when NOTIFY said the sender does not want to know */
-	free(failed);
-	due = sched_env_due(env);
-	if (due < 0)
-		due = sched_held_until(env, c->queue_lifetime, now);
-	/* Every recipient is final: removing the message is its state update,
-	 * which saves a state file and two fsyncs per message.  A removal lost
-	 * in a crash means a duplicate at worst, which at-least-once allows. */
-	if (due < 0 && s->finished)
-		s->finished(s->finished_ctx, env);
-	if (due < 0 && sched_finish(s, env->id) == 0) {
-		/* removed: no state left to write */
-	} else if (queue_update_state(s->d->queue, env, err, sizeof(err)) < 0) {
-		log_err("%s: %s", env->id, err);
-		due = now + SCHED_ERROR_RETRY;
+		sched_unfail_all(s, j, now + c->retry_min);
+	} else if (nfailed > 0 && sched_bounce(s, j, now)) {
+		return;
 	}
-	if ((m = sched_lookup(s, env->id))) {
-		m->busy = false;
-		m->forced = false;
-		m->due = due < 0 ? now + SCHED_ERROR_RETRY : due;
-	}
-	s->inflight--;
-	sched_job_free(j);
-	sched_arm(s);
+	sched_store(s, j);
 }
 
 /* ---- dispatching ---- */
@@ -478,8 +542,7 @@ static void sched_dispatch(struct sched *s, struct sched_msg *m, time_t now)
 	if (due < 0) {
 		if (env->held)
 			log_info("%s: held for queue_lifetime: removing it", id);
-		sched_finish(s, id);
-		close(lockfd);
+		sched_finish(s, id, lockfd);
 		q_envelope_free(env);
 		return;
 	}
@@ -599,10 +662,8 @@ static void sched_load_one(struct sched *s, const char *id)
 		/* Finished before a crash could remove it. */
 		int fd = queue_lock(s->d->queue, id);
 
-		if (fd >= 0) {
-			sched_finish(s, id);
-			close(fd);
-		}
+		if (fd >= 0)
+			sched_finish(s, id, fd);
 		return;
 	}
 	if (sched_put(s, id, due) < 0)

@@ -2,6 +2,7 @@
 #include "queue/queue.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -68,18 +69,22 @@ void queue_new_id(char id[QID_SIZE])
 	/* Strictly increasing within a process, even if called twice in one
 	 * microsecond or the clock steps back. */
 	static uint64_t last_us;
-	uint64_t now = qid_now_us();
+	/* The daemon's commit threads make ids too (pickup, handover). */
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	uint64_t now = qid_now_us(), rnd;
+	char *p = id;
 
+	pthread_mutex_lock(&lock);
 	if (now <= last_us)
 		now = last_us + 1;
 	last_us = now;
-	char *p = id;
-
+	rnd = qid_random();	/* its fallback counter is shared too */
+	pthread_mutex_unlock(&lock);
 	qid_encode(p, now / 1000000u, QID_SEC_DIGITS, 52);
 	qid_encode(p += QID_SEC_DIGITS, now % 1000000u, QID_USEC_DIGITS, 52);
 	*(p += QID_USEC_DIGITS) = QID_SEP;
 	qid_encode(++p, (uint64_t)getpid(), QID_PID_DIGITS, 51);
-	qid_encode(p + QID_PID_DIGITS, qid_random(), QID_RAND_DIGITS, 51);
+	qid_encode(p + QID_PID_DIGITS, rnd, QID_RAND_DIGITS, 51);
 	id[QID_ID_LEN] = '\0';
 }
 

@@ -99,6 +99,15 @@ void qwriter_set_eightbit(struct qwriter *w, bool eightbit);
 /* 0 on success (the message is durably queued); -1 with err set (ENOSPC etc.
  * in errno).  Frees w in all cases. */
 int qwriter_commit(struct qwriter *w, char *err, size_t errlen);
+/* qwriter_commit in two halves, for a group commit (queue/commit.h); both
+ * are safe on a worker thread.  stage: write, fsync, close, rename into
+ * place; -1 with err set and the temporary file removed.  Then fsync
+ * qwriter_dirfd (-1: nothing to sync, e.g. a descriptor writer) and settle
+ * with that fsync's errno (or stage's): an error takes the renamed file
+ * back.  settle frees w and returns 0 only when the message is durable. */
+int qwriter_stage(struct qwriter *w, char *err, size_t errlen);
+int qwriter_dirfd(const struct qwriter *w);
+int qwriter_settle(struct qwriter *w, int error, char *err, size_t errlen);
 void qwriter_abort(struct qwriter *w);
 
 /* Read a message's envelope (content file header + state file).  A corrupt

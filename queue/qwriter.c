@@ -23,6 +23,9 @@ struct qwriter {
 	size_t used;		/* bytes waiting in wbuf */
 	bool written;		/* something went to the file: the size needs a pwrite */
 	bool eightbit;		/* patched into the header at commit */
+	bool renamed;		/* staged: in place, its directory not yet fsynced */
+	bool lazy;		/* tmp.ID not created yet: at the first flush */
+	bool replace_tmp;	/* a stale tmp.ID of a crashed pickup may be in the way */
 	off_t eightbit_off;	/* offset of the 8bitmime flag digit */
 	char id[QID_SIZE];
 	char tmpname[QID_SIZE + 8];
@@ -36,12 +39,16 @@ static mode_t qwriter_mode(enum q_area area)
 	return area == Q_MAILDROP ? 0640 : 0600;
 }
 
+static int qwriter_create_now(struct qwriter *w);
+
 static int qwriter_flush(struct qwriter *w)
 {
 	if (w->error) {
 		errno = w->error;
 		return -1;
 	}
+	if (w->used && w->lazy && qwriter_create_now(w) < 0)
+		return -1;
 	if (w->used && fs_write_all(w->fd, w->wbuf, w->used) < 0) {
 		w->error = errno;
 		return -1;
@@ -63,6 +70,8 @@ static int qwriter_put(struct qwriter *w, const void *data, size_t len)
 		if (qwriter_flush(w) < 0)
 			return -1;
 		if (len >= Q_WBUF_SIZE) {
+			if (w->lazy && qwriter_create_now(w) < 0)
+				return -1;
 			w->written = true;
 			if (fs_write_all(w->fd, data, len) < 0) {
 				w->error = errno;
@@ -126,6 +135,27 @@ static int qwriter_create(struct qwriter *w, struct q_envelope *env, bool preset
 	return 0;
 }
 
+/* The deferred creation of tmp.ID.  A queue/ message is created only when
+ * its first bytes leave the buffer: for most messages that is at commit, on
+ * the commit stage's thread, so the event loop never waits for a create. */
+static int qwriter_create_now(struct qwriter *w)
+{
+	snprintf(w->tmpname, sizeof(w->tmpname), "tmp.%s", w->id);
+	if (w->replace_tmp)
+		unlinkat(w->dirfd, w->tmpname, 0);
+	w->fd = openat(w->dirfd, w->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    qwriter_mode(w->area));
+	if (w->fd < 0 || fchmod(w->fd, qwriter_mode(w->area)) < 0) {
+		w->error = errno;
+		if (w->fd < 0)
+			w->tmpname[0] = '\0';	/* not ours: never unlink it */
+		errno = w->error;
+		return -1;
+	}
+	w->lazy = false;
+	return 0;
+}
+
 static int qwriter_header(struct qwriter *w, const struct q_envelope *env, char *err, size_t errlen)
 {
 	struct buf b;
@@ -178,8 +208,19 @@ struct qwriter *store_writer_open(struct queue *q, enum q_area area, struct q_en
 	w->q = q;
 	w->area = area;
 	w->dirfd = dirfd;
-	if (qwriter_create(w, env, preset, replace_tmp, err, errlen) < 0 ||
-	    qwriter_header(w, env, err, errlen) < 0) {
+	w->fd = -1;
+	w->replace_tmp = replace_tmp;
+	/* The daemon's own queue/ files are made at the first flush; a front
+	 * end's maildrop file at once, so that a spool it cannot write is
+	 * reported before it reads the message. */
+	if (area == Q_QUEUE) {
+		w->lazy = true;
+		memcpy(w->id, env->id, sizeof(w->id));
+	} else if (qwriter_create(w, env, preset, replace_tmp, err, errlen) < 0) {
+		qwriter_free(w, true);
+		return NULL;
+	}
+	if (qwriter_header(w, env, err, errlen) < 0) {
 		int saved = errno;
 		qwriter_free(w, true);
 		errno = saved;
@@ -292,6 +333,9 @@ static int qwriter_finish(struct qwriter *w, const char **step)
 		return -1;
 	if (qwriter_flush(w) < 0)
 		return -1;
+	*step = "write";
+	if (w->lazy && qwriter_create_now(w) < 0)
+		return -1;	/* an empty buffer: only a header-less writer */
 	*step = "fsync";
 	if (fsync(w->fd) < 0)
 		return -1;
@@ -301,39 +345,71 @@ static int qwriter_finish(struct qwriter *w, const char **step)
 	return n < 0 ? -1 : 0;
 }
 
-int qwriter_commit(struct qwriter *w, char *err, size_t errlen)
+int qwriter_stage(struct qwriter *w, char *err, size_t errlen)
 {
 	const char *step;
 	int saved;
 
 	if (qwriter_finish(w, &step) < 0)
 		goto fail;
-	if (w->dirfd < 0) {
-		qwriter_free(w, false);
+	if (w->dirfd < 0)
 		return 0;
-	}
 	step = "rename";
 	if (fs_rename_noreplace(w->dirfd, w->tmpname, w->dirfd, w->id) < 0)
 		goto fail;
 	w->tmpname[0] = '\0';
-	if (fs_fsync_dirfd(w->dirfd) < 0) {
-		/* Not durable, so not accepted: take it back rather than risk a
-		 * duplicate when the client retries. */
-		saved = errno;
-		unlinkat(w->dirfd, w->id, 0);
-		store_err(err, errlen, w->q, w->area, NULL, "fsync: %s", strerror(saved));
-		qwriter_free(w, false);
-		errno = saved;
-		return -1;
-	}
-	qwriter_free(w, false);
+	w->renamed = true;
 	return 0;
 fail:
 	saved = errno;
-	store_err(err, errlen, w->q, w->area, w->tmpname, "%s: %s", step, strerror(saved));
-	qwriter_free(w, true);
+	if (w->lazy) {
+		/* tmp.ID could not even be created: name it all the same. */
+		step = "create";
+		snprintf(w->tmpname, sizeof(w->tmpname), "tmp.%s", w->id);
+		store_err(err, errlen, w->q, w->area, w->tmpname, "%s: %s", step, strerror(saved));
+		w->tmpname[0] = '\0';
+	} else {
+		store_err(err, errlen, w->q, w->area, w->tmpname, "%s: %s", step, strerror(saved));
+	}
+	if (w->tmpname[0])
+		unlinkat(w->dirfd, w->tmpname, 0);
+	w->tmpname[0] = '\0';
 	errno = saved;
 	return -1;
+}
+
+int qwriter_dirfd(const struct qwriter *w)
+{
+	return w->renamed ? w->dirfd : -1;
+}
+
+int qwriter_settle(struct qwriter *w, int error, char *err, size_t errlen)
+{
+	if (error && w->renamed) {
+		/* Not durable, so not accepted: take it back rather than risk a
+		 * duplicate when the client retries. */
+		unlinkat(w->dirfd, w->id, 0);
+		store_err(err, errlen, w->q, w->area, NULL, "fsync: %s", strerror(error));
+	}
+	qwriter_free(w, true);
+	errno = error;
+	return error ? -1 : 0;
+}
+
+int qwriter_commit(struct qwriter *w, char *err, size_t errlen)
+{
+	int e = 0;
+
+	if (qwriter_stage(w, err, errlen) < 0)
+		e = errno;
+	else if (qwriter_dirfd(w) >= 0 && fs_fsync_dirfd(w->dirfd) < 0)
+		e = errno;
+	if (e && !w->renamed) {
+		qwriter_free(w, true);
+		errno = e;
+		return -1;
+	}
+	return qwriter_settle(w, e, err, errlen);
 }
 
 void qwriter_abort(struct qwriter *w)

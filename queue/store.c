@@ -195,6 +195,18 @@ void queue_close(struct queue *q)
 	free(q);
 }
 
+/* Reading a message must not write to the disk: an atime update needs the
+ * file system's journal, which may be busy for a whole flush while the
+ * commit threads sync, and the daemon's event loop reads messages.
+ * O_NOATIME is only for the file's owner (maildrop files are the users'). */
+static int store_openat_read(int dirfd, const char *name)
+{
+	int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+	int fd = openat(dirfd, name, flags | O_NOATIME);
+
+	return fd < 0 && errno == EPERM ? openat(dirfd, name, flags) : fd;
+}
+
 /* Open a queue file as untrusted: no symlinks, no FIFOs or devices (O_NONBLOCK
  * keeps a FIFO from hanging us), no hard links to someone else's file.
  * Refusals are EBADMSG so that the caller quarantines the name. */
@@ -206,7 +218,7 @@ static int store_open_file(struct queue *q, enum q_area area, const char *name,
 
 	if ((dirfd = store_area_fd(q, area, err, errlen)) < 0)
 		return -1;
-	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	fd = store_openat_read(dirfd, name);
 	if (fd < 0) {
 		e = errno == ELOOP ? EBADMSG : errno;
 		store_err(err, errlen, q, area, name, "%s",
@@ -490,7 +502,7 @@ int queue_lock(struct queue *q, const char *id)
 	}
 	if ((dirfd = store_area_fd(q, Q_QUEUE, NULL, 0)) < 0)
 		return -1;
-	fd = openat(dirfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	fd = store_openat_read(dirfd, id);
 	if (fd < 0)
 		return -1;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {

@@ -79,7 +79,9 @@ static void submit_spool_error(struct submit_error *e, int err, const char *what
 		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory: %s", what);
 		break;
 	default:
-		submit_set_error(e, EX_IOERR, 451, "4.3.0", "spool error: %s", what);
+		/* An I/O error is a disk's bad moment, not a verdict on the
+		 * message: the caller should try again (DESIGN §3). */
+		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "spool error: %s", what);
 		break;
 	}
 }
@@ -428,15 +430,14 @@ int submit_write(struct submit *s, const char *data, size_t len, struct submit_e
 	return 0;
 }
 
-int submit_commit(struct submit *s, char id[QID_SIZE], struct submit_error *e)
+struct qwriter *submit_finish(struct submit *s, char id[QID_SIZE], struct submit_error *e)
 {
-	char err[256];
-	int r;
+	struct qwriter *w;
 
 	if (msg_finish(s->msg) < 0) {
 		submit_msg_error(s, e);
 		submit_abort(s);
-		return -1;
+		return NULL;
 	}
 	if (!s->w && (submit_open_writer(s) < 0 ||
 	    qwriter_write(s->w, s->pending.data, s->pending.len) < 0)) {
@@ -444,18 +445,32 @@ int submit_commit(struct submit *s, char id[QID_SIZE], struct submit_error *e)
 			submit_spool_error(&s->err, errno, "writing the queue file");
 		*e = s->err;
 		submit_abort(s);
-		return -1;
+		return NULL;
 	}
 	qwriter_set_eightbit(s->w, msg_eightbit(s->msg));
-	r = qwriter_commit(s->w, err, sizeof(err));
+	w = s->w;
 	s->w = NULL;
-	if (r < 0) {
-		submit_spool_error(e, errno, err);
-		submit_abort(s);
-		return -1;
-	}
 	memcpy(id, s->env.id, QID_SIZE);
 	submit_abort(s);
+	return w;
+}
+
+void submit_spool_failure(struct submit_error *e, int err, const char *what)
+{
+	submit_spool_error(e, err, what);
+}
+
+int submit_commit(struct submit *s, char id[QID_SIZE], struct submit_error *e)
+{
+	char err[256];
+	struct qwriter *w = submit_finish(s, id, e);
+
+	if (!w)
+		return -1;
+	if (qwriter_commit(w, err, sizeof(err)) < 0) {
+		submit_spool_error(e, errno, err);
+		return -1;
+	}
 	return 0;
 }
 

@@ -64,6 +64,12 @@ int submit_write(struct submit *s, const char *data, size_t len, struct submit_e
  * queued and e says why.  Frees s in both cases. */
 int submit_commit(struct submit *s, char id[QID_SIZE], struct submit_error *e);
 void submit_abort(struct submit *s);
+/* submit_commit for a group commit (queue/commit.h): everything but making
+ * it durable.  Returns the complete message's writer (id filled) for
+ * qwriter_stage/qwriter_settle, or NULL with e set.  Frees s in both cases. */
+struct qwriter *submit_finish(struct submit *s, char id[QID_SIZE], struct submit_error *e);
+/* The reply and exit code for a spool errno (ENOSPC: 452 4.3.1, 75). */
+void submit_spool_failure(struct submit_error *e, int err, const char *what);
 
 /* Resolve one recipient as given into fully qualified addresses, appending
  * to *list (deduplicated).  For -bv and RCPT checks.  0 or -1 with e set. */

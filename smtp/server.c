@@ -29,6 +29,7 @@ enum smtp_state {
 	SS_RCPT,		/* at least one recipient accepted */
 	SS_DATA,		/* reading message content */
 	SS_DENIED,		/* peer not allowed: only QUIT */
+	SS_COMMIT,		/* end of data seen, the sink is still committing */
 	SS_CLOSED		/* QUIT, timeout, EOF: input ignored */
 };
 
@@ -65,6 +66,7 @@ struct smtp_server {
 	char *helo;
 	bool esmtp;			/* greeted with EHLO (for the Received: header) */
 	bool discard_line;		/* rest of an overlong command line */
+	bool eof_pending;		/* the peer closed while a commit was pending */
 	struct buf in;			/* unprocessed input */
 	struct buf out;			/* replies not yet sent */
 	struct smtp_txn t;
@@ -757,27 +759,35 @@ static int smtp_server_content(struct smtp_server *s, const char *data, size_t l
 	return 0;
 }
 
+static int smtp_server_reply_queued(struct smtp_server *s, char *id)
+{
+	for (char *q = id; *q; q++)
+		if (*q <= 0x20 || *q >= 0x7f)
+			*q = '?';
+	return smtp_server_reply(s, "250 2.0.0 Ok: queued as %s", id);
+}
+
 static int smtp_server_data_end(struct smtp_server *s)
 {
 	struct smtp_txn *t = &s->t;
 	char id[QID_SIZE + 32] = "";
 	int r;
 
+	id[sizeof(id) - 1] = '\0';
 	if (t->failed) {
 		r = smtp_server_reply_fail(s, &t->fail);
 	} else {
 		smtp_reply_set(&t->fail, 451, "4.3.0 Error: queue file write error");
 		/* The sink frees its storage in commit, success or not. */
 		t->begun = false;
-		if (s->sink->commit(s->sink_ctx, id, sizeof(id), &t->fail) < 0) {
-			r = smtp_server_reply_fail(s, &t->fail);
-		} else {
-			id[sizeof(id) - 1] = '\0';
-			for (char *q = id; *q; q++)
-				if (*q <= 0x20 || *q >= 0x7f)
-					*q = '?';
-			r = smtp_server_reply(s, "250 2.0.0 Ok: queued as %s", id);
+		r = s->sink->commit(s->sink_ctx, id, sizeof(id), &t->fail);
+		if (r > 0) {
+			/* Answered by smtp_server_commit_done; input waits until then. */
+			smtp_server_txn_reset(s);
+			s->state = SS_COMMIT;
+			return 0;
 		}
+		r = r < 0 ? smtp_server_reply_fail(s, &t->fail) : smtp_server_reply_queued(s, id);
 	}
 	s->state = SS_HELO;
 	smtp_server_txn_reset(s);
@@ -804,7 +814,7 @@ static int smtp_server_run(struct smtp_server *s, const char *p, size_t n, size_
 	size_t off = 0, u;
 	int r = 0;
 
-	while (off < n && s->state != SS_CLOSED) {
+	while (off < n && s->state != SS_CLOSED && s->state != SS_COMMIT) {
 		if (s->state == SS_DATA)
 			r = smtp_server_data(s, p + off, n - off, &u);
 		else if (s->out.len >= SMTP_OUT_HIGH)
@@ -920,7 +930,41 @@ void smtp_server_free(struct smtp_server *s)
 
 void smtp_server_eof(struct smtp_server *s)
 {
+	/* The client may half-close after its final dot: it still gets its answer. */
+	if (s->state == SS_COMMIT) {
+		s->eof_pending = true;
+		return;
+	}
 	smtp_server_close(s);
+}
+
+bool smtp_server_committing(const struct smtp_server *s)
+{
+	return s->state == SS_COMMIT;
+}
+
+void smtp_server_commit_done(struct smtp_server *s, const char *queue_id,
+    const struct smtp_reply *fail)
+{
+	char id[QID_SIZE + 32];
+	int r;
+
+	if (s->state != SS_COMMIT)
+		return;
+	s->state = s->helo ? SS_HELO : SS_INIT;
+	if (queue_id) {
+		snprintf(id, sizeof(id), "%s", queue_id);
+		r = smtp_server_reply_queued(s, id);
+	} else {
+		struct smtp_reply f = *fail;
+		r = smtp_server_reply_fail(s, &f);
+	}
+	if (r < 0)
+		smtp_server_fail(s);
+	else
+		smtp_server_drain(s);
+	if (s->eof_pending)
+		smtp_server_close(s);
 }
 
 void smtp_server_timeout(struct smtp_server *s)
@@ -951,5 +995,5 @@ bool smtp_server_closing(const struct smtp_server *s)
 
 bool smtp_server_want_input(const struct smtp_server *s)
 {
-	return s->state != SS_CLOSED && s->out.len < SMTP_OUT_HIGH;
+	return s->state != SS_CLOSED && s->state != SS_COMMIT && s->out.len < SMTP_OUT_HIGH;
 }

@@ -3,8 +3,9 @@
  * The driver (daemon listener, `sendmail -bs`, tests, fuzzers) feeds the
  * bytes it received with smtp_server_input() and sends whatever
  * smtp_server_output() returns.  Storing a message is delegated to a sink
- * (the queue), called synchronously: 250 is answered to DATA only after
- * sink->commit returned success.  No I/O and no clocks in here: the driver
+ * (the queue): 250 is answered to DATA only after sink->commit returned
+ * success, at once or, for a commit done in the background, when the driver
+ * reports it with smtp_server_commit_done().  No I/O and no clocks in here: the driver
  * reports idle timeouts with smtp_server_timeout().
  */
 #ifndef SMTPRELAY_SMTP_SERVER_H
@@ -54,7 +55,10 @@ struct smtp_server_sink {
 	/* Message content: dot-unstuffed, CRLF line ends only, in order. */
 	int (*write)(void *ctx, const char *data, size_t len, struct smtp_reply *fail);
 	/* End of data: make durable.  On success fill ok->text's queue id part
-	 * (the server sends "250 2.0.0 Ok: queued as ID"), fill queue_id. */
+	 * (the server sends "250 2.0.0 Ok: queued as ID"), fill queue_id.
+	 * Returning 1 means "committing in the background": the server answers
+	 * nothing and reads no further input until the driver calls
+	 * smtp_server_commit_done (storage is released as for a return). */
 	int (*commit)(void *ctx, char *queue_id, size_t idlen, struct smtp_reply *fail);
 	/* The transaction is abandoned (RSET, error, oversize, disconnect). */
 	void (*abort)(void *ctx);
@@ -79,6 +83,13 @@ void smtp_server_free(struct smtp_server *s);
 int smtp_server_input(struct smtp_server *s, const char *data, size_t len);
 /* The peer closed its side: abort any transaction. */
 void smtp_server_eof(struct smtp_server *s);
+/* A commit that returned 1 is over: queue_id when durable, else fail is
+ * the reply; input held meanwhile is processed.  Ignored unless committing
+ * (the session may have been closed by a timeout in between). */
+void smtp_server_commit_done(struct smtp_server *s, const char *queue_id,
+    const struct smtp_reply *fail);
+/* true from a commit that returned 1 until smtp_server_commit_done. */
+bool smtp_server_committing(const struct smtp_server *s);
 /* The driver's idle timer fired: queue 421 and close. */
 void smtp_server_timeout(struct smtp_server *s);
 /* Bytes to send (replies); consume what was sent. */

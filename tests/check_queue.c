@@ -601,11 +601,17 @@ START_TEST(test_tmp_leftovers)
 	ck_assert(!exists("maildrop", tmpname));	/* stale: removed */
 	qwriter_abort(w);
 
-	/* Abort removes its own tmp file at once. */
+	/* A queue/ file is created at its first flush (off the daemon's loop,
+	 * at commit, for most messages); abort removes it at once. */
 	env->id[0] = '\0';
 	w = qwriter_open(q, Q_QUEUE, env, err, sizeof(err));
 	ck_assert_ptr_nonnull(w);
 	snprintf(tmpname, sizeof(tmpname), "tmp.%s", env->id);
+	ck_assert(!exists("queue", tmpname));
+	{
+		static char big[70000];
+		ck_assert_int_eq(qwriter_write(w, big, sizeof(big)), 0);
+	}
 	ck_assert(exists("queue", tmpname));
 	qwriter_abort(w);
 	ck_assert(!exists("queue", tmpname));

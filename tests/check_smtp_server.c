@@ -22,6 +22,7 @@ struct fake {
 	struct buf content;		/* all content of the current message */
 	struct buf done;		/* content of the last committed message */
 	bool fail_rcpt, fail_begin, fail_write, fail_commit;
+	bool async_commit;	/* commit answers later (returns 1) */
 	int commits, aborts;
 	bool open;
 };
@@ -88,6 +89,8 @@ static int fake_commit(void *ctx, char *id, size_t idlen, struct smtp_reply *fai
 		return -1;
 	}
 	fk.commits++;
+	if (fk.async_commit)
+		return 1;
 	buf_reset(&fk.done);
 	buf_append(&fk.done, fk.content.data, fk.content.len);
 	snprintf(id, idlen, "ABC123");
@@ -498,6 +501,48 @@ START_TEST(test_sink_reply_sanitised)
 }
 END_TEST
 
+/* A commit done in the background: nothing is answered or read until the
+ * driver reports it; pipelined commands wait, then run in order. */
+START_TEST(test_async_commit)
+{
+	ehlo();
+	fk.async_commit = true;
+	ck_say("MAIL FROM:<a@example.com>\r\n", "250 2.1.0 Ok\r\n");
+	ck_say("RCPT TO:<b@example.com>\r\n", "250 2.1.5 Ok\r\n");
+	ck_say("DATA\r\n", "354 End data with <CR><LF>.<CR><LF>\r\n");
+	ck_say("hi\r\n.\r\nNOOP\r\n", "");
+	ck_assert(smtp_server_committing(srv));
+	ck_assert(!smtp_server_want_input(srv));
+	ck_say("QUIT\r\n", "");
+	smtp_server_commit_done(srv, "ID1", NULL);
+	ck_assert_str_eq(drain(), "250 2.0.0 Ok: queued as ID1\r\n250 2.0.0 Ok\r\n"
+	    "221 2.0.0 Bye\r\n");
+	ck_assert(smtp_server_closing(srv));
+	/* A late report after the session ended is ignored. */
+	smtp_server_commit_done(srv, "ID2", NULL);
+	ck_assert_str_eq(drain(), "");
+}
+END_TEST
+
+START_TEST(test_async_commit_failure_and_eof)
+{
+	struct smtp_reply fail;
+
+	ehlo();
+	fk.async_commit = true;
+	ck_say("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n",
+	    "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n");
+	ck_say("hi\r\n.\r\n", "");
+	/* The client half-closes after its dot: it still gets its answer. */
+	smtp_server_eof(srv);
+	ck_assert(!smtp_server_closing(srv));
+	smtp_reply_set(&fail, 452, "4.3.1 Insufficient system storage");
+	smtp_server_commit_done(srv, NULL, &fail);
+	ck_assert_str_eq(drain(), "452 4.3.1 Insufficient system storage\r\n");
+	ck_assert(smtp_server_closing(srv));
+}
+END_TEST
+
 START_TEST(test_rset_clears)
 {
 	ehlo();
@@ -684,6 +729,8 @@ static Suite *server_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_full_transaction);
+	tcase_add_test(tc, test_async_commit);
+	tcase_add_test(tc, test_async_commit_failure_and_eof);
 	tcase_add_test(tc, test_pipelined_one_chunk);
 	tcase_add_test(tc, test_pipelined_byte_by_byte);
 	tcase_add_test(tc, test_sequence_errors);

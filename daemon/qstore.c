@@ -1,0 +1,188 @@
+#include "config.h"
+#include "daemon/qstore.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/daemon.h"
+#include "daemon/durable.h"
+#include "daemon/rawpickup.h"
+#include "lib/fsutil.h"
+
+enum qstore_kind { QS_REMOVE, QS_STATE, QS_WRITER, QS_PICKUP, QS_ACCEPT };
+
+struct qstore_job {
+	enum qstore_kind kind;
+	struct daemon *d;		/* its configuration, for raw submissions */
+	struct queue *q;
+	char id[QID_SIZE];
+	int fd;				/* lock or handed-over message; -1 */
+	long uid;
+	const struct q_envelope *env;
+	struct qwriter *w;
+	qstore_cb cb;
+	void *arg;
+};
+
+static int qstore_errno(void)
+{
+	return errno ? errno : EIO;
+}
+
+/* Worker thread: the whole write, or for a writer all but the directory fsync. */
+static int qstore_stage(void *arg, int *dirfd, char *err, size_t errlen)
+{
+	struct qstore_job *j = arg;
+
+	switch (j->kind) {
+	case QS_REMOVE:
+		if (queue_remove(j->q, Q_QUEUE, j->id) < 0 && errno != ENOENT) {
+			snprintf(err, errlen, "%s/queue/%s: remove: %s", queue_path(j->q), j->id,
+			    strerror(errno));
+			return qstore_errno();
+		}
+		return 0;
+	case QS_STATE:
+		return queue_update_state(j->q, j->env, err, errlen) < 0 ? qstore_errno() : 0;
+	case QS_WRITER:
+		if (qwriter_stage(j->w, err, errlen) < 0)
+			return qstore_errno();
+		*dirfd = qwriter_dirfd(j->w);
+		return 0;
+	case QS_PICKUP:
+		return queue_pickup(j->q, j->id, err, errlen) < 0 ? qstore_errno() : 0;
+	case QS_ACCEPT:
+		/* From a front end that could not read the config: submitted here. */
+		if (rawpickup_detect(j->fd))
+			return rawpickup_queue(j->d, j->fd, j->uid, j->id, err, errlen) < 0 ?
+			    qstore_errno() : 0;
+		return queue_accept_fd(j->q, j->fd, j->uid, j->id, err, errlen) < 0 ? qstore_errno() : 0;
+	}
+	return EINVAL;
+}
+
+static int qstore_settle(void *arg, int error, char *err, size_t errlen)
+{
+	struct qstore_job *j = arg;
+	int r = error;
+
+	if (j->kind == QS_WRITER) {
+		r = qwriter_settle(j->w, error, err, errlen) < 0 ? qstore_errno() : 0;
+		j->w = NULL;
+	}
+	return r;
+}
+
+static void qstore_done(void *arg, int error, const char *err)
+{
+	struct qstore_job *j = arg;
+
+	if (j->fd >= 0)
+		close(j->fd);
+	if (j->cb)
+		j->cb(j->arg, error, err, j->id);
+	free(j);
+}
+
+static const struct commit_ops qstore_ops = {
+	.stage = qstore_stage, .settle = qstore_settle, .done = qstore_done,
+};
+
+/* Without the stage: the same steps, here and now. */
+static void qstore_now(struct qstore_job *j)
+{
+	char err[COMMIT_ERR_SIZE] = "";
+	int dirfd = -1, e;
+
+	e = qstore_stage(j, &dirfd, err, sizeof(err));
+	if (!e && dirfd >= 0 && fs_fsync_dirfd(dirfd) < 0)
+		e = qstore_errno();
+	e = qstore_settle(j, e, err, sizeof(err));
+	qstore_done(j, e, err);
+}
+
+static struct qstore_job *qstore_job(struct daemon *d, enum qstore_kind kind, const char *id,
+    qstore_cb cb, void *arg)
+{
+	struct qstore_job *j = calloc(1, sizeof(*j));
+
+	if (!j) {
+		if (cb)
+			cb(arg, ENOMEM, "out of memory queueing a spool write", id ? id : "");
+		return NULL;
+	}
+	j->kind = kind;
+	j->d = d;
+	j->q = d->queue;
+	j->fd = -1;
+	j->cb = cb;
+	j->arg = arg;
+	if (id)
+		snprintf(j->id, sizeof(j->id), "%s", id);
+	return j;
+}
+
+static void qstore_go(struct daemon *d, struct qstore_job *j, bool serial)
+{
+	if (durable_submit(d->durable, &qstore_ops, j, serial) < 0)
+		qstore_now(j);
+}
+
+void qstore_remove(struct daemon *d, const char *id, int lockfd, qstore_cb cb, void *arg)
+{
+	struct qstore_job *j = qstore_job(d, QS_REMOVE, id, cb, arg);
+
+	if (!j) {
+		if (lockfd >= 0)
+			close(lockfd);
+		return;
+	}
+	j->fd = lockfd;
+	qstore_go(d, j, true);
+}
+
+void qstore_state(struct daemon *d, const struct q_envelope *env, qstore_cb cb, void *arg)
+{
+	struct qstore_job *j = qstore_job(d, QS_STATE, env->id, cb, arg);
+
+	if (!j)
+		return;
+	j->env = env;
+	qstore_go(d, j, true);
+}
+
+void qstore_writer(struct daemon *d, struct qwriter *w, bool serial, qstore_cb cb, void *arg)
+{
+	struct qstore_job *j = qstore_job(d, QS_WRITER, qwriter_id(w), cb, arg);
+
+	if (!j) {
+		qwriter_abort(w);
+		return;
+	}
+	j->w = w;
+	qstore_go(d, j, serial);
+}
+
+void qstore_pickup(struct daemon *d, const char *id, qstore_cb cb, void *arg)
+{
+	struct qstore_job *j = qstore_job(d, QS_PICKUP, id, cb, arg);
+
+	if (j)
+		qstore_go(d, j, false);
+}
+
+void qstore_accept_fd(struct daemon *d, int fd, long uid, qstore_cb cb, void *arg)
+{
+	struct qstore_job *j = qstore_job(d, QS_ACCEPT, NULL, cb, arg);
+
+	if (!j) {
+		close(fd);
+		return;
+	}
+	j->fd = fd;
+	j->uid = uid;
+	qstore_go(d, j, false);
+}
