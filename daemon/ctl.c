@@ -18,11 +18,11 @@
 
 #include "daemon/metrics.h"
 #include "daemon/pickup.h"
-#include "daemon/relay.h"
+#include "relay/relay.h"
 #include "daemon/sched.h"
-#include "frontend/control.h"
-#include "frontend/mailq.h"
-#include "frontend/qjson.h"
+#include "queue/control.h"
+#include "queue/mailq.h"
+#include "queue/qjson.h"
 #include "lib/log.h"
 #include "lib/usock.h"
 

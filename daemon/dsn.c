@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "lib/addr.h"
-#include "daemon/maillog.h"
+#include "relay/maillog.h"
 #include "lib/log.h"
 #include "lib/rfc5322.h"
 #include "queue/submit.h"

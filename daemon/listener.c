@@ -16,10 +16,10 @@
 #include <event2/listener.h>
 
 #include "daemon/sched.h"
-#include "daemon/stats.h"
+#include "relay/stats.h"
 #include "lib/log.h"
 #include "queue/submit.h"
-#include "daemon/maillog.h"
+#include "relay/maillog.h"
 #include "smtp/server.h"
 
 #define LISTENER_CHUNK 16384

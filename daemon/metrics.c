@@ -16,11 +16,11 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "daemon/relay.h"
+#include "relay/relay.h"
 #include "daemon/sched.h"
-#include "daemon/stats.h"
-#include "frontend/mailq.h"
-#include "frontend/qjson.h"
+#include "relay/stats.h"
+#include "queue/mailq.h"
+#include "queue/qjson.h"
 #include "lib/log.h"
 
 #define METRICS_MAXSH 64

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "daemon/sched.h"
-#include "daemon/stats.h"
+#include "relay/stats.h"
 #include "lib/log.h"
 #include "queue/rawsub.h"
 #include "queue/submit.h"

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "daemon/dsn.h"
-#include "daemon/maillog.h"
+#include "relay/maillog.h"
 #include "lib/log.h"
 
 #define SCHED_LOCKED_RETRY 60		/* another process holds the lock */

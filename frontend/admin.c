@@ -18,18 +18,18 @@
 
 #include "conf/conf.h"
 #include "conf/hostdefaults.h"
-#include "frontend/control.h"
-#include "frontend/handoff.h"
-#include "frontend/mailq.h"
-#include "frontend/qjson.h"
+#include "queue/control.h"
+#include "queue/handoff.h"
+#include "queue/mailq.h"
+#include "queue/qjson.h"
 #include "lib/log.h"
 #include "queue/submit.h"
 
 #include "frontend/oauth2_login.h"
 #include "frontend/probe.h"
 #include "frontend/keygen.h"
-#include "daemon/signer.h"
-#include "daemon/secaccess.h"
+#include "relay/signer.h"
+#include "relay/secaccess.h"
 
 #define ADMIN_POLL_MS 200		/* send-test: how often the daemon is asked */
 #define ADMIN_MAX_RCPTS 64		/* send-test: recipients reported */

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "frontend/enqueue.h"
-#include "frontend/handoff.h"
+#include "queue/handoff.h"
 #include "frontend/noconf.h"
 #include "frontend/priv.h"
 #include "lib/fsutil.h"

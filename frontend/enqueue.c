@@ -9,7 +9,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "frontend/handoff.h"
+#include "queue/handoff.h"
 #include "frontend/noconf.h"
 #include "frontend/priv.h"
 #include "lib/addr.h"

@@ -12,11 +12,11 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
-#include "daemon/conn.h"
-#include "daemon/oauth2.h"
-#include "daemon/replyclass.h"
-#include "daemon/secret.h"
-#include "daemon/tls.h"
+#include "relay/conn.h"
+#include "relay/oauth2.h"
+#include "relay/replyclass.h"
+#include "relay/secret.h"
+#include "relay/tls.h"
 #include "lib/log.h"
 #include "smtp/client.h"
 

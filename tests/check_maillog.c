@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/conn.h"
-#include "daemon/maillog.h"
+#include "relay/conn.h"
+#include "relay/maillog.h"
 #include "lib/log.h"
 #include "tests/ckutil.h"
 

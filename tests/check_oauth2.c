@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/oauth2.h"
+#include "relay/oauth2.h"
 #include "frontend/oauth2_login.h"
 
 static int parse(const char *s, struct oauth2_json *j, char *err, size_t len)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "conf/conf.h"
-#include "daemon/ratelimit.h"
+#include "relay/ratelimit.h"
 
 /* rate_limit as the config gives it: N and W. */
 static void rl_init(struct ratelimit *rl, const char *spec, double now)

@@ -3,7 +3,7 @@
 #include <check.h>
 #include <stdlib.h>
 
-#include "daemon/replyclass.h"
+#include "relay/replyclass.h"
 
 static const struct {
 	int code;

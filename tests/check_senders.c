@@ -12,7 +12,7 @@
 
 #include "conf/conf.h"
 #include "daemon/metrics.h"
-#include "daemon/stats.h"
+#include "relay/stats.h"
 #include "lib/log.h"
 
 static char conf_path[64];

@@ -24,8 +24,8 @@
 #include <event2/event.h>
 
 #include "conf/conf.h"
-#include "daemon/conn.h"
-#include "daemon/tls.h"
+#include "relay/conn.h"
+#include "relay/tls.h"
 #include "lib/log.h"
 
 struct drv {

@@ -1,6 +1,6 @@
 /* DKIM keys and message signing: see signer.h. */
 #include "config.h"
-#include "daemon/signer.h"
+#include "relay/signer.h"
 
 #include <errno.h>
 #include <stdio.h>

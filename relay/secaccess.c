@@ -1,5 +1,5 @@
 #include "config.h"
-#include "daemon/secaccess.h"
+#include "relay/secaccess.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "daemon/oauth2.h"
+#include "relay/oauth2.h"
 #include "lib/buf.h"
 
 #define SECACCESS_MAX 65536

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "daemon/oauth2.h"
+#include "relay/oauth2.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -23,7 +23,7 @@
 #include <event2/keyvalq_struct.h>
 #include <openssl/err.h>
 
-#include "daemon/tls.h"
+#include "relay/tls.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 

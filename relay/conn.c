@@ -1,6 +1,6 @@
 #include "config.h"
 #define LOG_ROLE LOG_ROLE_SMTP
-#include "daemon/conn.h"
+#include "relay/conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,7 +20,7 @@
 #include <event2/util.h>
 #include <openssl/err.h>
 
-#include "daemon/tls.h"
+#include "relay/tls.h"
 #include "lib/log.h"
 
 #define CONN_REASON_MAX 1024

@@ -1,6 +1,6 @@
 #include "config.h"
 #define LOG_ROLE LOG_ROLE_QMGR
-#include "daemon/maillog.h"
+#include "relay/maillog.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/conn.h"
+#include "relay/conn.h"
 #include "lib/log.h"
 
 #define MAILLOG_HEADER_MAX 65536

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "daemon/tls.h"
+#include "relay/tls.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "frontend/qjson.h"
+#include "queue/qjson.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frontend/mailq.h"
+#include "queue/mailq.h"
 
 /* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid. */
 static size_t qjson_utf8_len(const unsigned char *s)

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "frontend/control.h"
+#include "queue/control.h"
 
 #include <errno.h>
 #include <stdbool.h>

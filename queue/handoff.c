@@ -1,5 +1,5 @@
 #include "config.h"
-#include "frontend/handoff.h"
+#include "queue/handoff.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "frontend/mailq.h"
+#include "queue/mailq.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "frontend/qjson.h"
+#include "queue/qjson.h"
 #include "lib/log.h"
 
 /* Postfix's short-id layout (showq_compat.c), so existing parsers work. */

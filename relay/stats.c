@@ -1,5 +1,5 @@
 #include "config.h"
-#include "daemon/stats.h"
+#include "relay/stats.h"
 
 #include <stdbool.h>
 #include <stdio.h>

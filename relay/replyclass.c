@@ -1,5 +1,5 @@
 #include "config.h"
-#include "daemon/replyclass.h"
+#include "relay/replyclass.h"
 
 #include <string.h>
 

@@ -8,7 +8,7 @@
 #include <openssl/ssl.h>
 
 #include "conf/conf.h"
-#include "daemon/conn.h"
+#include "relay/conn.h"
 
 /* Context for one smarthost: system CA store plus tls_ca_file, minimum
  * version, peer verification per tls_verify.  NULL with err on failure

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "daemon/secret.h"
+#include "relay/secret.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 #include "config.h"
 #define LOG_ROLE LOG_ROLE_SMTP
-#include "daemon/relay.h"
-#include "daemon/signer.h"
+#include "relay/relay.h"
+#include "relay/signer.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -12,14 +12,14 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "daemon/conn.h"
-#include "daemon/oauth2.h"
-#include "daemon/ratelimit.h"
-#include "daemon/replyclass.h"
-#include "daemon/secret.h"
-#include "daemon/stats.h"
-#include "daemon/tls.h"
-#include "daemon/maillog.h"
+#include "relay/conn.h"
+#include "relay/oauth2.h"
+#include "relay/ratelimit.h"
+#include "relay/replyclass.h"
+#include "relay/secret.h"
+#include "relay/stats.h"
+#include "relay/tls.h"
+#include "relay/maillog.h"
 #include "lib/log.h"
 
 #define RELAY_REASON_MAX 1024

@@ -1,5 +1,5 @@
 #include "config.h"
-#include "daemon/ratelimit.h"
+#include "relay/ratelimit.h"
 
 #include <string.h>
 
