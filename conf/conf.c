@@ -863,8 +863,8 @@ static void conf_build_ports(struct conf_ctx *x, cfg_t *sec, struct conf_smartho
 static void conf_build_auth(struct conf_ctx *x, cfg_t *sec, struct conf_smarthost *sh)
 {
 	static const struct { const char *name; unsigned bit; } mechs[] = {
-		{ "plain", CONF_AUTH_PLAIN }, { "login", CONF_AUTH_LOGIN },
-		{ "xoauth2", CONF_AUTH_XOAUTH2 }, { "oauthbearer", CONF_AUTH_OAUTHBEARER },
+		{ "plain", SASL_PLAIN }, { "login", SASL_LOGIN },
+		{ "xoauth2", SASL_XOAUTH2 }, { "oauthbearer", SASL_OAUTHBEARER },
 	};
 	struct conf_list l;
 
@@ -980,7 +980,7 @@ static void conf_check_oauth2(struct conf_ctx *x, cfg_t *sec, struct conf_smarth
 	    "oauth2_refresh_token_file", "oauth2_scope" };
 	const bool set[] = { sh->oauth2_client_id, sh->oauth2_client_secret_file,
 	    sh->oauth2_refresh_token_file, sh->oauth2_scope };
-	const unsigned oauth = CONF_AUTH_XOAUTH2 | CONF_AUTH_OAUTHBEARER;
+	const unsigned oauth = SASL_XOAUTH2 | SASL_OAUTHBEARER;
 	int line = conf_key_line(x, sec, "oauth2_token_url");
 
 	if (!sh->oauth2_token_url) {

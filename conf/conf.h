@@ -8,16 +8,11 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "smtp/sasl.h"
+
 #define CONF_DEFAULT_PATH SYSCONFDIR "/smtprelay.conf"
 
 enum conf_tls_mode { CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT, CONF_TLS_NONE };
-
-enum conf_auth_mech {
-	CONF_AUTH_PLAIN = 1 << 0,
-	CONF_AUTH_LOGIN = 1 << 1,
-	CONF_AUTH_XOAUTH2 = 1 << 2,
-	CONF_AUTH_OAUTHBEARER = 1 << 3,
-};
 
 struct conf_port {
 	unsigned port;
@@ -47,7 +42,7 @@ struct conf_smarthost {
 	char *password;			/* secret: from password or password_file; never logged */
 	char *password_file;
 	char *password_command;
-	unsigned auth_mechs;		/* CONF_AUTH_* bits; 0 = best offered */
+	unsigned auth_mechs;		/* SASL_* bits (smtp/sasl.h); 0 = best offered */
 	bool tls_verify;
 	char *tls_ca_file;		/* NULL when unset */
 	int tls_min_version;		/* OpenSSL constant value, e.g. 0x0303 for TLS 1.2 */

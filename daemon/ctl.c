@@ -20,6 +20,7 @@
 #include "daemon/pickup.h"
 #include "relay/relay.h"
 #include "daemon/sched.h"
+#include "lib/rfc3339.h"
 #include "queue/control.h"
 #include "queue/mailq.h"
 #include "queue/qjson.h"
@@ -519,7 +520,7 @@ static void ctl_time(FILE *f, const char *label, time_t t)
 		fprintf(f, "%snever\n", label);
 		return;
 	}
-	qjson_rfc3339(t, buf, sizeof(buf));
+	rfc3339_local(t, buf, sizeof(buf));
 	fprintf(f, "%s%s\n", label, buf);
 }
 

@@ -355,7 +355,7 @@ bool dsn_wanted(const struct q_envelope *env, const bool *failed)
 		unsigned n = env->rcpts[i].notify;
 
 		/* Not given means the default: failures are reported. */
-		if (failed[i] && (n == 0 || (n & Q_NOTIFY_FAILURE)))
+		if (failed[i] && (n == 0 || (n & SMTP_NOTIFY_FAILURE)))
 			return true;
 	}
 	return false;

@@ -97,7 +97,7 @@ static int lsess_begin(void *ctx, const struct smtp_envelope_in *env, struct smt
 		.sender = env->sender, .rcpts = env->rcpts, .nrcpts = env->nrcpts,
 		.received_from = from, .protocol = env->esmtp ? "ESMTP" : "SMTP",
 		.notify_each = env->notify, .orcpts = env->orcpts, .envid = env->envid,
-		.ret = env->ret == 1 ? Q_RET_FULL : env->ret == 2 ? Q_RET_HDRS : Q_RET_DEFAULT,
+		.ret = env->ret == 1 ? SMTP_RET_FULL : env->ret == 2 ? SMTP_RET_HDRS : SMTP_RET_DEFAULT,
 		.eightbit = env->eightbit, .smtputf8 = env->smtputf8,
 		.uid = -1, .origin = origin,
 		.remote_client = strcmp(s->name, "localhost") != 0,

@@ -19,6 +19,7 @@
 #include "relay/relay.h"
 #include "daemon/sched.h"
 #include "relay/stats.h"
+#include "lib/rfc3339.h"
 #include "queue/mailq.h"
 #include "queue/qjson.h"
 #include "lib/log.h"
@@ -294,7 +295,7 @@ static void metrics_json_time(FILE *f, const char *key, time_t t)
 		fputs("null", f);
 		return;
 	}
-	qjson_rfc3339(t, buf, sizeof(buf));
+	rfc3339_local(t, buf, sizeof(buf));
 	qjson_string(f, buf);
 }
 

@@ -18,6 +18,7 @@
 
 #include "conf/conf.h"
 #include "conf/hostdefaults.h"
+#include "lib/rfc3339.h"
 #include "queue/control.h"
 #include "queue/handoff.h"
 #include "queue/mailq.h"
@@ -637,7 +638,7 @@ static char *admin_test_body(const struct admin *a, const char *to, const char *
 {
 	char when[40], *msg = NULL;
 
-	qjson_rfc3339(time(NULL), when, sizeof(when));
+	rfc3339_local(time(NULL), when, sizeof(when));
 	if (asprintf(&msg, "To: %s\nSubject: smtprelay test from %s\n\n"
 	    "This is a test message from smtprelay on %s,\n"
 	    "sent with `smtprelay send-test` by %s (uid %ld) at %s.\n\n"

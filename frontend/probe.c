@@ -558,7 +558,7 @@ static void probe_start(struct probe *p)
 		return;
 	}
 	if (sh->password_command) {
-		if (sh->auth_mechs & (CONF_AUTH_XOAUTH2 | CONF_AUTH_OAUTHBEARER))
+		if (sh->auth_mechs & (SASL_XOAUTH2 | SASL_OAUTHBEARER))
 			probe_note(p->r, "OAuth2 token: from password_command");
 		p->job = secret_run(p->base, sh->password_command, SECRET_TIMEOUT, probe_on_secret, p);
 		if (!p->job) {

@@ -7,8 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "queue/qjson.h"
 #include "lib/log.h"
+#include "lib/rfc3339.h"
 
 /* Postfix's short-id layout (showq_compat.c), so existing parsers work. */
 #define MAILQ_STRING_FORMAT "%-11s %7s %-20s %s\n"
@@ -183,7 +183,7 @@ static void mailq_time_line(FILE *out, const char *label, time_t t)
 {
 	char buf[40];
 
-	qjson_rfc3339(t, buf, sizeof(buf));
+	rfc3339_local(t, buf, sizeof(buf));
 	fprintf(out, "%s%s\n", label, buf);
 }
 
@@ -194,7 +194,7 @@ static void mailq_show_rcpt(FILE *out, const struct q_rcpt *r)
 	fprintf(out, "recipient: %s\n  state: %s, %u attempt%s", r->addr, q_state_name(r->state),
 	    r->attempts, r->attempts == 1 ? "" : "s");
 	if (r->state == Q_DEFERRED && r->next_attempt > 0) {
-		qjson_rfc3339(r->next_attempt, when, sizeof(when));
+		rfc3339_local(r->next_attempt, when, sizeof(when));
 		fprintf(out, ", next attempt %s", when);
 	}
 	fputc('\n', out);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/rfc3339.h"
 #include "queue/mailq.h"
 
 /* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid. */
@@ -60,25 +61,6 @@ void qjson_string(FILE *out, const char *str)
 	fputc('"', out);
 }
 
-void qjson_rfc3339(time_t t, char *buf, size_t len)
-{
-	struct tm tm;
-	char zone[8];
-	long off;
-
-	if (!localtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
-		snprintf(buf, len, "1970-01-01T00:00:00Z");
-		return;
-	}
-	off = tm.tm_gmtoff;
-	if (off == 0)
-		snprintf(zone, sizeof(zone), "Z");
-	else
-		snprintf(zone, sizeof(zone), "%c%02ld:%02ld", off < 0 ? '-' : '+',
-		    labs(off) / 3600 % 100, labs(off) / 60 % 60);
-	snprintf(buf + strlen(buf), len - strlen(buf), "%s", zone);
-}
-
 static void qjson_time(FILE *out, time_t t)
 {
 	char buf[40];
@@ -87,7 +69,7 @@ static void qjson_time(FILE *out, time_t t)
 		fputs("null", out);
 		return;
 	}
-	qjson_rfc3339(t, buf, sizeof(buf));
+	rfc3339_local(t, buf, sizeof(buf));
 	fprintf(out, "\"%s\"", buf);
 }
 

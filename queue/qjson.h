@@ -22,7 +22,5 @@ int qjson_print(struct queue *q, FILE *out, char *err, size_t errlen);
 void qjson_message(FILE *out, const struct q_envelope *env);
 /* A JSON string literal. */
 void qjson_string(FILE *out, const char *s);
-/* "2026-11-22T11:08:59+01:00" (local time; "Z" when the offset is zero). */
-void qjson_rfc3339(time_t t, char *buf, size_t len);
 
 #endif

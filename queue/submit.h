@@ -35,7 +35,7 @@ struct submit_params {
 	unsigned notify;		/* q_notify bits for every recipient, 0 = default */
 	const unsigned *notify_each;	/* or per recipient (SMTP NOTIFY=), may be NULL */
 	char *const *orcpts;		/* per recipient ORCPT= ("rfc822;addr"), may be NULL */
-	enum q_ret ret;
+	enum smtp_ret ret;
 	const char *envid;
 	bool eightbit;			/* declared 8BITMIME */
 	bool smtputf8;

@@ -876,7 +876,7 @@ static void relay_build_txn(struct relay_msg *m, struct smtp_client_msg *sm)
 	sm->eightbit = env->eightbit;
 	sm->smtputf8 = env->smtputf8;
 	sm->envid = env->envid;
-	sm->ret = (int)env->ret;	/* same values as enum smtp_client_ret */
+	sm->ret = (int)env->ret;	/* enum smtp_ret (smtp/dsnparam.h) */
 	sm->notify = m->notify;
 	sm->orcpts = m->orcpts;
 }

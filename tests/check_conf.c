@@ -258,7 +258,7 @@ START_TEST(test_every_key)
 	ck_assert_int_eq(p->ports[5].mode, CONF_TLS_STARTTLS);
 	ck_assert_str_eq(p->username, "AKIAEXAMPLE");
 	ck_assert_str_eq(p->password, "s3cret");
-	ck_assert_uint_eq(p->auth_mechs, CONF_AUTH_PLAIN | CONF_AUTH_LOGIN);
+	ck_assert_uint_eq(p->auth_mechs, SASL_PLAIN | SASL_LOGIN);
 	ck_assert(!p->tls_verify);
 	ck_assert_str_eq(p->tls_ca_file, "/etc/ssl/private-ca.pem");
 	ck_assert_int_eq(p->tls_min_version, 0x0304);
@@ -279,7 +279,7 @@ START_TEST(test_every_key)
 	ck_assert_str_eq(m->oauth2_refresh_token_file, "/var/lib/smtprelay/m365.refresh");
 	ck_assert_str_eq(m->oauth2_scope, "https://outlook.office.com/SMTP.Send offline_access");
 	/* Built-in OAuth2 implies the OAuth mechanisms. */
-	ck_assert_uint_eq(m->auth_mechs, CONF_AUTH_XOAUTH2 | CONF_AUTH_OAUTHBEARER);
+	ck_assert_uint_eq(m->auth_mechs, SASL_XOAUTH2 | SASL_OAUTHBEARER);
 	ck_assert_ptr_null(m->password);
 	conf_free(c);
 }

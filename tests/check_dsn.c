@@ -318,14 +318,14 @@ START_TEST(test_wanted)
 	bool failed[2] = { true, false };
 
 	ck_assert(dsn_wanted(e, failed));
-	e->rcpts[0].notify = Q_NOTIFY_NEVER;
+	e->rcpts[0].notify = SMTP_NOTIFY_NEVER;
 	ck_assert(!dsn_wanted(e, failed));
-	e->rcpts[0].notify = Q_NOTIFY_SUCCESS | Q_NOTIFY_DELAY;
+	e->rcpts[0].notify = SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_DELAY;
 	ck_assert(!dsn_wanted(e, failed));
-	e->rcpts[0].notify = Q_NOTIFY_FAILURE;
+	e->rcpts[0].notify = SMTP_NOTIFY_FAILURE;
 	ck_assert(dsn_wanted(e, failed));
 	/* one failed recipient still asking for failures is enough */
-	e->rcpts[0].notify = Q_NOTIFY_NEVER;
+	e->rcpts[0].notify = SMTP_NOTIFY_NEVER;
 	e->rcpts[1].state = Q_FAILED;
 	failed[1] = true;
 	ck_assert(dsn_wanted(e, failed));

@@ -77,8 +77,8 @@ START_TEST(test_values)
 
 	ck_assert_int_eq(parse(&o, "sendmail -f a@b -N success,delay -R hdrs -V env1 -C /x.conf -- -r"), 0);
 	ck_assert_str_eq(o.sender, "a@b");
-	ck_assert_uint_eq(o.notify, Q_NOTIFY_SUCCESS | Q_NOTIFY_DELAY);
-	ck_assert_int_eq(o.ret, Q_RET_HDRS);
+	ck_assert_uint_eq(o.notify, SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_DELAY);
+	ck_assert_int_eq(o.ret, SMTP_RET_HDRS);
 	ck_assert_str_eq(o.envid, "env1");
 	ck_assert_str_eq(o.config, "/x.conf");
 	ck_assert_int_eq(o.nrcpts, 1);
