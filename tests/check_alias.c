@@ -12,6 +12,7 @@
 #include "conf/conf.h"
 #include "tests/ckutil.h"
 #include "lib/log.h"
+#include "tests/ckrun.h"
 
 static char tmpdir[64];
 static char conf_path[128];
@@ -362,11 +363,5 @@ static Suite *alias_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(alias_suite());
-	int failed;
-
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(alias_suite());
 }

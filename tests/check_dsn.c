@@ -9,6 +9,7 @@
 #include "daemon/dsn.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "tests/ckrun.h"
 
 struct part {
 	char *headers;
@@ -370,12 +371,6 @@ static Suite *dsn_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(dsn_suite());
-	int failed;
-
 	log_init("check_dsn", LOG_TARGET_STDERR, false);
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(dsn_suite());
 }

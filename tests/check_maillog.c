@@ -13,6 +13,7 @@
 #include "relay/maillog.h"
 #include "lib/log.h"
 #include "tests/ckutil.h"
+#include "tests/ckrun.h"
 
 #define ID "4jjPHq4tzzz08LxTgj"
 #define SES "smtp.example.com[192.0.2.1]:587"
@@ -201,11 +202,5 @@ static Suite *maillog_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(maillog_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(maillog_suite());
 }

@@ -2,6 +2,7 @@
 #include "queue/queue.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "tests/ckrun.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -1219,12 +1220,6 @@ static Suite *queue_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(queue_suite());
-	int failed;
-
 	log_init("check_queue", LOG_TARGET_STDERR, false);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(queue_suite());
 }

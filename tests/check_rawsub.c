@@ -3,6 +3,7 @@
  * anything else is refused (the reader is the daemon, the writer anyone). */
 #include "config.h"
 #include "queue/rawsub.h"
+#include "tests/ckrun.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -153,16 +154,10 @@ int main(void)
 {
 	Suite *s = suite_create("rawsub");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_round_trip);
 	tcase_add_test(tc, test_good_minimal);
 	tcase_add_loop_test(tc, test_bad_records, 0, sizeof(bad_records) / sizeof(bad_records[0]));
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(s);
 }

@@ -1,6 +1,7 @@
 #include "config.h"
 #include "lib/buf.h"
 #include "lib/rfc5322.h"
+#include "tests/ckrun.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -316,11 +317,5 @@ static Suite *rfc5322_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(rfc5322_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(rfc5322_suite());
 }

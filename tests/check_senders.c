@@ -14,6 +14,7 @@
 #include "daemon/metrics.h"
 #include "relay/stats.h"
 #include "lib/log.h"
+#include "tests/ckrun.h"
 
 static char conf_path[64];
 
@@ -251,8 +252,6 @@ int main(void)
 {
 	Suite *s = suite_create("senders");
 	TCase *t = tcase_create("senders");
-	SRunner *r;
-	int failed;
 
 	log_init("check_senders", LOG_TARGET_STDERR, false);
 	tcase_add_loop_test(t, test_match, 0, sizeof(matches) / sizeof(matches[0]));
@@ -265,9 +264,5 @@ int main(void)
 	tcase_add_test(t, test_counters);
 	tcase_add_test(t, test_label_escapes);
 	suite_add_tcase(s, t);
-	r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(s);
 }

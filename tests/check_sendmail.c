@@ -8,6 +8,7 @@
 
 #include "frontend/enqueue.h"
 #include "frontend/sendmail.h"
+#include "tests/ckrun.h"
 
 static int parse(struct sendmail_opts *o, const char *args)
 {
@@ -136,8 +137,6 @@ int main(void)
 {
 	Suite *s = suite_create("sendmail");
 	TCase *tc = tcase_create("parse");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_cron_flags);
 	tcase_add_test(tc, test_php_and_upgrades);
@@ -146,9 +145,5 @@ int main(void)
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_sender);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ckrun(s);
 }

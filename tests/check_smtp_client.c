@@ -12,6 +12,7 @@
 #include "queue/queue.h"
 #include "smtp/client.h"
 #include "smtp/sasl.h"
+#include "tests/ckrun.h"
 
 #define HELO "relay.test"
 #define SECRET "s3cr3t-hunter2-pw"
@@ -1386,11 +1387,5 @@ static Suite *client_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(client_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(client_suite());
 }
