@@ -632,7 +632,7 @@ static void conf_build_hostname(struct conf_ctx *x, cfg_t *cfg, struct config *c
 	const char *v = cfg_getstr(cfg, "hostname");
 
 	if (!v) {
-		/* Debian: /etc/mailname names the host's mail domain (DESIGN §2). */
+		/* Debian: /etc/mailname names the host's mail domain (smtprelay.conf(5)). */
 		c->hostname = hostdefaults_mailname();
 		if (!c->hostname)
 			c->hostname = conf_default_hostname();
@@ -674,7 +674,7 @@ static void conf_build_listen(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 			conf_oom(x);
 			return;
 		}
-		/* Only what the admin did not ask for may be missing (DESIGN §2). */
+		/* Only what the admin did not ask for may be missing (smtprelay.conf(5)). */
 		e->optional = !l.given && e->addr.ss_family == AF_INET6;
 		c->nlisten++;
 	}
@@ -763,7 +763,7 @@ static void conf_build_numbers(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 	}
 }
 
-/* Prometheus exposition (DESIGN §8): an address to serve it on, a file to
+/* Prometheus exposition (README "Monitoring"): an address to serve it on, a file to
  * rewrite; both off by default. */
 static void conf_build_metrics(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 {
@@ -1022,7 +1022,7 @@ static void conf_check_smarthost(struct conf_ctx *x, cfg_t *sec, struct conf_sma
 		    "the server is not authenticated", x->path, sh->line, sh->name);
 }
 
-/* senders = {...}: envelope sender patterns this section serves (§9). */
+/* senders = {...}: envelope sender patterns this section serves (smtprelay.conf(5) "senders"). */
 static void conf_build_senders(struct conf_ctx *x, cfg_t *sec, struct conf_smarthost *sh)
 {
 	struct conf_list l;
@@ -1096,7 +1096,7 @@ static void conf_build_smarthosts(struct conf_ctx *x, cfg_t *cfg, struct config 
 		    c->smarthosts[n - 1].name);
 }
 
-/* ---- dkim sections (DESIGN §7; values checked in conf/dkim.c) ---- */
+/* ---- dkim sections (smtprelay.conf(5) "DKIM SECTIONS"; values checked in conf/dkim.c) ---- */
 
 static void conf_build_dkim_headers(struct conf_ctx *x, cfg_t *sec, struct conf_dkim *d)
 {

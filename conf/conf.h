@@ -61,11 +61,11 @@ struct conf_smarthost {
 	char *oauth2_client_secret;	/* secret, loaded with the others */
 	char *oauth2_refresh_token_file;
 	char *oauth2_scope;
-	char **senders;			/* envelope sender patterns (DESIGN §9); NULL: any */
+	char **senders;			/* envelope sender patterns (smtprelay.conf(5) "senders"); NULL: any */
 	size_t nsenders;
 };
 
-/* dkim "DOMAIN" { } (DESIGN §7): the key is loaded by daemon/signer.c,
+/* dkim "DOMAIN" { } (smtprelay.conf(5) "DKIM SECTIONS"): the key is loaded by relay/signer.c,
  * not here (the sendmail front end links conf/ without OpenSSL). */
 struct conf_dkim {
 	char *domain;			/* the title, lower case */
@@ -145,7 +145,7 @@ int conf_resolve(const struct config *c, const char *addr, char ***out, char *er
  * else is qualified with hostname.  "" (null sender) stays "".  New string. */
 char *conf_rewrite_sender(const struct config *c, const char *sender);
 
-/* Sender-dependent smarthosts (conf/senders.c, DESIGN §9).  A pattern is
+/* Sender-dependent smarthosts (conf/senders.c, smtprelay.conf(5) "senders").  A pattern is
  * LOCAL@DOMAIN: LOCAL is a local part or "*" (any), DOMAIN a domain, "*"
  * (any) or "*.DOMAIN" (one or more labels in front of DOMAIN, not DOMAIN
  * itself); compared without regard to ASCII case.  "*@*" matches every

@@ -327,7 +327,7 @@ static int sched_bounce(struct sched *s, struct sched_job *j, bool *failed, time
 }
 
 /* A failure nobody is told about (no DSN: null sender, or the DSN limit)
- * keeps the message visible on hold instead of deleting it (DESIGN §4). */
+ * keeps the message visible on hold instead of deleting it (README "Running it"). */
 static void sched_hold(struct sched *s, struct q_envelope *env, time_t now)
 {
 	char lifetime[64];

@@ -567,7 +567,7 @@ static void admin_warn_lines(char *text)
 		log_warn("%s", line);
 }
 
-/* Secrets as the service user sees them (DESIGN §2); -1 after printing why. */
+/* Secrets as the service user sees them (smtprelayd(8) "Privileges"); -1 after printing why. */
 static int admin_fail_closed(struct admin *a)
 {
 	char *errors = NULL, *warnings = NULL;

@@ -33,7 +33,7 @@ struct probe_result {
 	bool ready;			/* the session came up: ok */
 	bool unchecked;			/* our caller could not read the secret: unknown */
 	bool collected;
-	const char *verdict;		/* "ok" or a DESIGN §6 word */
+	const char *verdict;		/* "ok" or a verdict word of README "The admin tool and probe" */
 	char summary[PROBE_TEXT_MAX];
 	char notes[PROBE_NOTES_MAX][PROBE_TEXT_MAX];
 	size_t nnotes;
@@ -228,14 +228,15 @@ static void probe_note_auth(struct probe_result *r, const struct smtp_client *cl
 /* ---- verdicts ---- */
 
 /* conn has a few verdicts of its own (tls-failed, protocol-error,
- * temporary-failure, lost); probe speaks only the DESIGN §6 words, so those
- * are named by the stage that failed. */
+ * temporary-failure, lost); probe speaks only the verdict words the README
+ * lists ("The admin tool and probe"), so those are named by the stage that
+ * failed. */
 static const char *probe_word(enum conn_verdict v, const struct conn *c)
 {
 	const struct smtp_client *cl = conn_client(c);
 	const char *why;
 
-	/* The DESIGN §6 words are conn's first verdicts, up to token-failed. */
+	/* The probe verdict words (README) are conn's first verdicts, up to token-failed. */
 	if (v <= CONN_TOKEN_FAILED)
 		return conn_verdict_name(v);
 	if (v == CONN_TLS_FAILED)
@@ -380,7 +381,7 @@ static void probe_retry_closed(struct probe *p, struct conn *c, enum conn_verdic
 /* ---- connection events ---- */
 
 /* Without AUTH, whether the server takes mail at all: one MAIL FROM, never
- * a recipient or data ("without sending mail", DESIGN §6).  A server that
+ * a recipient or data ("without sending mail", README "The admin tool and probe").  A server that
  * demands AUTH answers 530 here, and then mail would stay queued. */
 static bool probe_try_mail(struct probe *p, struct conn *c)
 {
@@ -629,7 +630,7 @@ static void probe_print_text(FILE *out, const struct probe_result *r)
 	fprintf(out, ": %s %s\n", r->verdict, r->summary);
 	for (size_t i = 0; i < r->nnotes; i++)
 		fprintf(out, "    %s\n", r->notes[i]);
-	/* With senders = {...} the section is not everyone's (DESIGN §9). */
+	/* With senders = {...} the section is not everyone's (smtprelay.conf(5) "senders"). */
 	for (size_t i = 0; i < r->sh->nsenders; i++)
 		fprintf(out, "%s%s", i ? ", " : "    serves senders: ", r->sh->senders[i]);
 	if (r->sh->nsenders)

@@ -193,7 +193,7 @@ static void sendmail_fatal_errors(const char *errors)
 }
 
 /* -C and $SMTPRELAY_CONF are for root, the service user, or an unprivileged
- * private instance: anyone else loses the setgid privilege first (DESIGN §1). */
+ * private instance: anyone else loses the setgid privilege first (sendmail(8) "SECURITY"). */
 static struct config *sendmail_config(const struct sendmail_opts *o)
 {
 	const char *env = getenv("SMTPRELAY_CONF");

@@ -30,7 +30,7 @@ struct mailq_counts {
 	unsigned long active;		/* of which in delivery */
 	unsigned long long bytes;
 	unsigned long rcpts[Q_FAILED + 1];	/* by state */
-	unsigned long held;		/* on hold (DESIGN §4) */
+	unsigned long held;		/* on hold (README "Running it") */
 };
 int mailq_count(struct queue *q, mailq_active_fn active, void *ctx, struct mailq_counts *c,
     char *err, size_t errlen);

@@ -99,7 +99,7 @@ void qjson_message(FILE *out, const struct q_envelope *env)
 	qjson_time(out, arrival > 0 ? arrival : 1);
 	fputs(", \"sender\": ", out);
 	qjson_string(out, env->sender);
-	/* "held": nothing left to deliver, kept visible (DESIGN §4). */
+	/* "held": nothing left to deliver, kept visible (README "Running it"). */
 	fprintf(out, ", \"state\": \"%s\"", env->held ? "held" : "queued");
 	fputs(", \"recipients\": [", out);
 	for (size_t i = 0; i < env->nrcpts; i++) {

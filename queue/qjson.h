@@ -1,4 +1,4 @@
-/* The queue as JSON: `smtprelay queue --json` (DESIGN §6, a contract).
+/* The queue as JSON: `smtprelay queue --json` (smtprelay(8) "queue", a contract).
  *
  * An array of objects: id, size (bytes of content), arrival (RFC 3339),
  * sender, recipients (each address, state pending|deferred|delivered|failed,

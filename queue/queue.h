@@ -60,7 +60,7 @@ struct q_envelope {
 	uint64_t size;			/* bytes of content */
 	uint64_t content_offset;	/* where content starts in the file */
 	unsigned dsn_count;		/* DSNs already generated for it */
-	/* On hold (DESIGN §4 "Nothing disappears silently"): nothing left to
+	/* On hold (README "Running it", "Nothing disappears silently"): nothing left to
 	 * deliver, a failure nobody was told about (a failed DSN, a suppressed
 	 * DSN); kept until queue_lifetime ends or `smtprelay delete`.  State file. */
 	bool held;

@@ -53,7 +53,7 @@ static void submit_set_error(struct submit_error *e, int exit_code, int smtp_cod
 	va_end(ap);
 }
 
-/* Map a spool errno to what the caller should tell its client (DESIGN §3:
+/* Map a spool errno to what the caller should tell its client (smtprelayd(8) "Queue guarantees":
  * disk full or spool unwritable is a temporary failure, 452 / exit 75). */
 static void submit_spool_error(struct submit_error *e, int err, const char *what)
 {

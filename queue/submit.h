@@ -19,7 +19,7 @@ struct submit_params {
 	const struct config *conf;
 	struct queue *queue;
 	enum q_area area;		/* Q_MAILDROP from sendmail, Q_QUEUE in the daemon */
-	bool handover;			/* write to handover_fd instead (see frontend/handoff.h) */
+	bool handover;			/* write to handover_fd instead (see queue/handoff.h) */
 	int handover_fd;
 	const char *sender;		/* as given ("" = null sender) */
 	char *const *rcpts;		/* as given: addresses or local names */

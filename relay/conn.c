@@ -867,7 +867,7 @@ static struct smtp_client *conn_new_client(const struct conn_params *p)
 	cp.helo_name = p->helo_name;
 	cp.tls = port->mode == CONF_TLS_IMPLICIT ? SMTP_CLIENT_TLS_IMPLICIT
 	    : port->mode == CONF_TLS_NONE ? SMTP_CLIENT_TLS_NONE : SMTP_CLIENT_TLS_STARTTLS;
-	/* Never "no secret, so no AUTH" (DESIGN §2: fail closed); conn_new
+	/* Never "no secret, so no AUTH" (smtprelayd(8) "Delivery": fail closed); conn_new
 	 * refuses that case.  PORT/none sends no AUTH by design. */
 	cp.username = port->mode != CONF_TLS_NONE && sh->username && sh->username[0]
 	    ? sh->username : NULL;

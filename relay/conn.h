@@ -5,8 +5,8 @@
  * SPKI pin), and drives the transport-free smtp_client state machine through
  * greeting, EHLO and AUTH.  Then it carries message transactions for the
  * relay (connection reuse with RSET) and for `smtprelay probe`.
- * Every failure is classified with a verdict word (DESIGN §6) and a reason a
- * person can act on, naming host and port.
+ * Every failure is classified with a verdict word (README "The admin tool
+ * and probe") and a reason a person can act on, naming host and port.
  */
 #ifndef SMTPRELAY_CONN_H
 #define SMTPRELAY_CONN_H

@@ -29,7 +29,7 @@ bool maillog_stderr_is_journal(void)
 void maillog_init(bool test, bool debug)
 {
 	bool journal = maillog_stderr_is_journal();
-	/* DESIGN §1 names $JOURNAL_STREAM; one that is not our stderr (a test
+	/* smtprelayd(8) names $JOURNAL_STREAM; one that is not our stderr (a test
 	 * harness, an inherited variable) keeps stderr as before. */
 	bool to_stderr = test || debug || (getenv("JOURNAL_STREAM") && !journal);
 

@@ -1,4 +1,4 @@
-/* maillog: the log lines Postfix's log tools count (DESIGN §6).
+/* maillog: the log lines Postfix's log tools count (smtprelayd(8) "LOGGING").
  *
  * pflogsumm and logwatch read a message's life from lines in Postfix's
  * exact formats, tagged with Postfix's roles: smtpd "client=", pickup

@@ -1,6 +1,6 @@
 /* Per-smarthost sending rate: a sliding window plus throttling feedback.
  *
- * rate_limit "N/W" (DESIGN §2) means that no interval [t, t+W) ever holds
+ * rate_limit "N/W" (smtprelay.conf(5)) means that no interval [t, t+W) ever holds
  * more than N starts (ratelimit_take), however they are spread over the
  * smarthost's connections: the start times of the last N sends are kept in
  * a ring, and a send is allowed only when the oldest of them is at least W

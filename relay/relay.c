@@ -26,7 +26,7 @@
 #define RELAY_PEER_MAX 320
 #define RELAY_SHUTDOWN_REASON "delivery interrupted by shutdown"
 
-/* Log lines (DESIGN §6): Postfix's delivery line (daemon/maillog.h); TLS
+/* Log lines (smtprelayd(8) "LOGGING"): Postfix's delivery line (relay/maillog.h); TLS
  * details are on their own line, once per connection. */
 
 struct relay_rcpt {
@@ -235,7 +235,7 @@ static void relay_sh_kick(struct relay_sh *sh)
 	event_active(sh->ev, EV_TIMEOUT, 1);
 }
 
-/* One log line per recipient outcome (DESIGN §6). */
+/* One log line per recipient outcome (smtprelayd(8) "LOGGING"). */
 static void relay_log_outcome(const struct relay_msg *m, const struct relay_rcpt *rr,
     const char *relay, const char *tls)
 {
@@ -375,7 +375,7 @@ static void relay_route(struct relay_msg *m, size_t start)
 		struct relay_sh *sh = r->shs[i];
 
 		if (!conf_smarthost_serves(r->conf, sh->conf, m->env->sender))
-			continue;	/* senders = {...}: not this sender's (§9) */
+			continue;	/* senders = {...}: not this sender's (smtprelay.conf(5) "senders") */
 		if (sh->down_until > now) {
 			snprintf(m->reason, sizeof(m->reason), "delivery temporarily suspended: %s",
 			    sh->last_error);
@@ -585,7 +585,7 @@ static void relay_sh_temp_throttle(struct relay_sh *sh, const char *reason)
 	}
 }
 
-/* A reply blaming our account or configuration (DESIGN §4): the same for
+/* A reply blaming our account or configuration (smtprelayd(8) "Delivery"): the same for
  * every message until the admin acts, so the smarthost is paused (its waiting
  * messages fail over or are deferred) instead of failing one after another. */
 static void relay_sh_config_pause(struct relay_sh *sh, const char *relay, const char *reason)
@@ -894,7 +894,7 @@ void relay_set_signer(struct relay *r, const struct signer *s)
 	r->signer = s;
 }
 
-/* DKIM (DESIGN §7): the fields to prepend, "" when not signed.  A failure
+/* DKIM (smtprelay.conf(5) "DKIM SECTIONS"): the fields to prepend, "" when not signed.  A failure
  * defers: a configured signer never lets mail out unsigned. */
 static int relay_sign(struct relay *r, struct relay_msg *m, int fd, char **sig, size_t *len,
     char *reason, size_t size)

@@ -28,7 +28,7 @@ struct relay;
  * outcome: state DELIVERED, FAILED (5xx), or DEFERRED (4xx, connection
  * failure, shutdown) with last_reason and last_attempt set and attempts
  * incremented.  next_attempt is the scheduler's business.  One log line per
- * recipient has been written (DESIGN §6 format).  Always called from the
+ * recipient has been written (format: smtprelayd(8) "LOGGING").  Always called from the
  * event loop, never from within relay_deliver; env may be handed to
  * relay_deliver again from here. */
 typedef void (*relay_done_fn)(struct q_envelope *env, void *arg);
@@ -49,7 +49,7 @@ size_t relay_inflight(const struct relay *r);
  * on a config two reloads old are aborted (their messages are retried).
  * Returns 0; -1 on ENOMEM (the old config stays in use). */
 int relay_reload(struct relay *r, const struct config *conf);
-/* `smtprelay flush` / `sendmail -q` (DESIGN §3): every smarthost eligible
+/* `smtprelay flush` / `sendmail -q` (smtprelayd(8) "Queue guarantees"): every smarthost eligible
  * at once: no hold after a failed connection or a configuration-error
  * reply, no throttling hold or slowdown (rate_limit still applies).  Each
  * smarthost it released is logged. */

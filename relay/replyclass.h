@@ -1,4 +1,4 @@
-/* Which smarthost replies blame our account or configuration (DESIGN §4).
+/* Which smarthost replies blame our account or configuration (smtprelayd(8) "Delivery").
  *
  * 530 or 535 at any stage; a 5xx to EHLO/HELO, AUTH or MAIL FROM with
  * enhanced code 5.7.0, 5.7.1, 5.7.8, 5.7.9 or 5.7.14; 5.4.5 (quota) at any

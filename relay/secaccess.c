@@ -174,7 +174,7 @@ static bool secaccess_explain_dir(struct buf *errs, const char *path, const stru
 	return found;
 }
 
-/* DESIGN §2's sentence: the file, its owner and mode, and the fix. */
+/* smtprelayd(8)'s sentence: the file, its owner and mode, and the fix. */
 static void secaccess_explain(struct buf *errs, const char *path, const struct secaccess_user *u)
 {
 	struct group *gr = getgrgid(u->gid);

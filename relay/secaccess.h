@@ -1,4 +1,4 @@
-/* Fail closed on credentials (DESIGN §2): every secret must be usable by
+/* Fail closed on credentials (smtprelayd(8) "Privileges"): every secret must be usable by
  * the service user, however the daemon is started.
  *
  * systemd starts smtprelayd directly as that user and SIGHUP re-reads

@@ -15,7 +15,7 @@
 #include <event2/event.h>
 
 #define SECRET_MAX 16384
-#define SECRET_TIMEOUT 30		/* seconds (DESIGN §2) */
+#define SECRET_TIMEOUT 30		/* seconds (smtprelay.conf(5)) */
 
 struct secret_job;
 

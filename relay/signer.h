@@ -1,5 +1,5 @@
 /* DKIM keys of a configuration and the signing of a queued message
- * (DESIGN §7): the glue between conf/ (dkim sections) and lib/dkim.
+ * (smtprelay.conf(5) "DKIM SECTIONS"): the glue between conf/ (dkim sections) and lib/dkim.
  *
  * Keys are loaded once, at start and on SIGHUP, by whoever calls
  * signer_load (as the service user in the daemon, so a key it cannot read

@@ -1,4 +1,4 @@
-/* Counters since the daemon started (DESIGN §8), for `smtprelay status`
+/* Counters since the daemon started (README "Monitoring"), for `smtprelay status`
  * and the Prometheus exposition (daemon/metrics.h renders them).
  *
  * One set per process, outside the configuration: a SIGHUP keeps every

@@ -574,7 +574,7 @@ static void client_after_hello(struct smtp_client *c)
 		c->state = CS_STARTTLS;
 		return;
 	}
-	/* PORT/none: credentials are never sent without TLS (DESIGN §4). */
+	/* PORT/none: credentials are never sent without TLS (smtprelayd(8) "Delivery"). */
 	if (c->username && c->tls != SMTP_CLIENT_TLS_NONE) {
 		client_auth_start(c);
 		return;
@@ -1089,7 +1089,7 @@ static size_t client_digits(const char *s, size_t len, size_t max)
 }
 
 /* RFC 3463 "class.subject.detail" after the code of a first reply line;
- * the relay decides on it (DESIGN §4), so it is data, not text to re-parse. */
+ * the relay decides on it (smtprelayd(8) "Delivery"), so it is data, not text to re-parse. */
 static void client_enhanced(struct client_reply *r, const char *line, size_t len)
 {
 	const char *p = line + 4;

@@ -14,7 +14,7 @@
  *   CLOSED     close the connection (optionally flush pending output first:
  *              a courtesy QUIT); see smtp_client_error()
  *
- * Policy (DESIGN §4): credentials are only used on a TLS session.  With
+ * Policy (smtprelayd(8) "Delivery"): credentials are only used on a TLS session.  With
  * SMTP_CLIENT_TLS_NONE ("PORT/none", internal relays) a configured username
  * is ignored and no AUTH is sent.  In STARTTLS mode a server without
  * STARTTLS (or without EHLO) fails the session; it never goes on in

@@ -1088,7 +1088,7 @@ START_TEST(test_smtprelayd_version_output)
 }
 END_TEST
 
-/* dkim sections (DESIGN §7): parsed here, keys loaded by daemon/signer.c. */
+/* dkim sections (smtprelay.conf(5) "DKIM SECTIONS"): parsed here, keys loaded by relay/signer.c. */
 START_TEST(test_dkim_sections)
 {
 	struct config *c = load_ok(

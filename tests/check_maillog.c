@@ -1,4 +1,4 @@
-/* The Postfix log formats (daemon/maillog): golden lines in
+/* The Postfix log formats (relay/maillog): golden lines in
  * tests/golden/maillog-delivery.txt, one per case below, in order; and the
  * role tags and severities of lib/log. */
 #include "config.h"

@@ -538,7 +538,7 @@ START_TEST(test_state_update)
 	ck_assert(!again->held);
 	q_envelope_free(again);
 
-	/* On hold (DESIGN §4) survives a restart. */
+	/* On hold (README "Running it") survives a restart. */
 	got->held = true;
 	ck_assert_int_eq(queue_update_state(q, got, err, sizeof(err)), 0);
 	ck_assert_int_eq(queue_read(q, Q_QUEUE, id, &again, err, sizeof(err)), 0);

@@ -1,7 +1,7 @@
-/* Sender-dependent smarthosts (conf/senders.c, DESIGN §9) and the metrics
+/* Sender-dependent smarthosts (conf/senders.c, smtprelay.conf(5) "senders") and the metrics
  * keys: pattern syntax and matching, which sections serve a sender, the
  * coverage rule of `smtprelayd -t`, and the counters' reason classes
- * (daemon/stats.c). */
+ * (relay/stats.c). */
 #include "config.h"
 
 #include <check.h>

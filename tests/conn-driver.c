@@ -1,4 +1,4 @@
-/* Test driver for daemon/conn: one connection to one smarthost port.
+/* Test driver for relay/conn: one connection to one smarthost port.
  *
  * usage: conn-driver CONFIG SMARTHOST_NAME PORT_INDEX [send FROM TO CONTENT_FILE]
  *

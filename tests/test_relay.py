@@ -1,4 +1,4 @@
-"""The delivery engine (daemon/relay.c) end to end, through tests/relay-driver,
+"""The delivery engine (relay/relay.c) end to end, through tests/relay-driver,
 against the real test smarthost (tests/smarthost.py): TLS modes, port
 fallback and the sticky port, smarthost failover, per-recipient results,
 connection reuse and limits, rate limit, throttling, password_command, and
