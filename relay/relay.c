@@ -189,18 +189,6 @@ static bool relay_is_throttle(int code, const char *text)
 	return false;
 }
 
-/* The reply code a session-level reason starts with ("421 4.7.0 ..."), or a
- * 421 for a temporary refusal that quotes it later in the sentence. */
-static int relay_reason_code(const char *reason)
-{
-	for (const char *p = reason; *p; p++)
-		if ((p == reason || !isdigit((unsigned char)p[-1])) &&
-		    p[0] == '4' && isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) &&
-		    (p[3] == ' ' || p[3] == '-'))
-			return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-	return 0;
-}
-
 static const char *relay_mode_name(enum conf_tls_mode m)
 {
 	switch (m) {
@@ -625,9 +613,11 @@ static const char *relay_secret_file(const struct relay_sh *sh)
 	return sh->r->conf->path;
 }
 
-/* A connection failed before its session came up. */
+/* A connection failed before its session came up.  reply: the server's reply
+ * behind the failure as the SMTP client parsed it (code as data), NULL when
+ * the failure was local. */
 static void relay_conn_failed(struct relay_sh *sh, size_t walk, enum conn_verdict v,
-    const char *relay, const char *reason)
+    const char *relay, const char *reason, const struct smtp_client_result *reply)
 {
 	struct relay *r = sh->r;
 
@@ -649,7 +639,7 @@ static void relay_conn_failed(struct relay_sh *sh, size_t walk, enum conn_verdic
 		log_err("smarthost %s: authentication failed for user %s: %s — check "
 		    "username/password in %s", sh->conf->name,
 		    sh->conf->username ? sh->conf->username : "", reason, relay_secret_file(sh));
-	if (v == CONN_TEMP && relay_is_throttle(relay_reason_code(reason), reason)) {
+	if (v == CONN_TEMP && reply && !reply->local && relay_is_throttle(reply->code, reply->text)) {
 		relay_sh_temp_throttle(sh, reason);
 		return;
 	}
@@ -666,7 +656,7 @@ static void relay_conn_fail_early(struct relay_conn *rc, enum conn_verdict v, co
 	size_t walk = rc->walk;
 
 	relay_conn_release(rc);
-	relay_conn_failed(sh, walk, v, "none", reason);
+	relay_conn_failed(sh, walk, v, "none", reason, NULL);
 	relay_sh_maybe_free(sh);
 }
 
@@ -1133,6 +1123,8 @@ static void relay_on_closed(struct conn *c, enum conn_verdict v, const char *rea
 	bool ready = rc->ready;
 	size_t walk = rc->walk;
 	char relay[RELAY_PEER_MAX], cfg[RELAY_REASON_MAX];
+	const struct smtp_client *cl = conn_client(c);
+	const struct smtp_client_result *reply = cl ? smtp_client_error_reply(cl) : NULL;
 
 	relay_fail_peer(c, v, relay, sizeof(relay));
 	rc->msg = NULL;
@@ -1146,11 +1138,11 @@ static void relay_on_closed(struct conn *c, enum conn_verdict v, const char *rea
 		if (v != CONN_AUTH_FAILED)	/* that one is logged with its fix */
 			log_err("smarthost %s: %s: mail stays queued (fix the account or "
 			    "configuration, then run smtprelay flush)", sh->conf->name, cfg);
-		relay_conn_failed(sh, walk, v, relay, cfg);
+		relay_conn_failed(sh, walk, v, relay, cfg, reply);
 		if (sh->down_until > relay_now())	/* status: "held until" */
 			sh->held_until_wall = time(NULL) + (time_t)(sh->down_until - relay_now());
 	} else if (!ready)
-		relay_conn_failed(sh, walk, v, relay, reason ? reason : "connection failed");
+		relay_conn_failed(sh, walk, v, relay, reason ? reason : "connection failed", reply);
 	else if (v != CONN_OK && reason)
 		relay_note_error(sh, reason);
 	relay_sh_kick(sh);
