@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "relay/conn.h"
+#include "relay/cred.h"
 #include "relay/oauth2.h"
 #include "relay/replyclass.h"
 #include "relay/secret.h"
@@ -52,9 +53,8 @@ struct probe {
 	char ctx_err[512];
 	struct probe_result *r;		/* the port being probed */
 	struct conn *conn;
-	struct secret_job *job;
+	struct cred_req *cred;		/* password_command or OAuth2 token on its way */
 	struct oauth2 *oauth2;		/* tokens for oauth2_token_url, cached per smarthost */
-	struct oauth2_req *token;
 	struct timespec t0;
 	/* The implicit TLS retry's view of the smarthost: one port, /tls. */
 	bool retrying;
@@ -498,78 +498,50 @@ static void probe_connect(struct probe *p, const char *secret)
 	}
 }
 
-static void probe_on_secret(const char *secret, size_t len, const char *status, const char *detail,
-    void *arg)
+static void probe_on_cred(const char *secret, long expires_in, const char *why, void *arg)
 {
 	struct probe *p = arg;
-
-	p->job = NULL;
-	if (secret) {
-		probe_connect(p, secret);
-		return;
-	}
-	probe_set(p->r, "token-failed", "password_command for smarthost %s failed (%s)%s%s "
-	    "(check password_command)", p->r->sh->name, status, detail && *detail ? ": " : "",
-	    detail ? detail : "");
-	probe_finish(p);
-}
-
-static void probe_on_token(const char *token, long expires_in, const char *error, void *arg)
-{
-	struct probe *p = arg;
+	bool command = cred_kind(p->r->sh, p->r->index) == CRED_COMMAND;
 	char source[320];
 
-	p->token = NULL;
-	oauth2_source(p->r->sh, source, sizeof(source));
-	if (!token) {
-		probe_set(p->r, "token-failed", "%s", error);
+	p->cred = NULL;
+	if (!secret) {
+		probe_set(p->r, "token-failed", "%s%s", why, command ? " (check password_command)" : "");
 		probe_finish(p);
 		return;
 	}
-	probe_note(p->r, "OAuth2 token: obtained from %s, valid for %lds more", source, expires_in);
-	probe_connect(p, token);
+	if (!command) {
+		oauth2_source(p->r->sh, source, sizeof(source));
+		probe_note(p->r, "OAuth2 token: obtained from %s, valid for %lds more", source,
+		    expires_in);
+	}
+	probe_connect(p, secret);
 }
 
-static bool probe_start_token(struct probe *p)
-{
-	const struct conf_smarthost *sh = p->r->sh;
-
-	p->token = p->oauth2 ? oauth2_get(p->oauth2, sh, probe_on_token, p) : NULL;
-	if (p->token)
-		return true;
-	probe_set(p->r, "token-failed", "smarthost %s: cannot request an OAuth2 access token: %s",
-	    sh->name, strerror(errno ? errno : ENOMEM));
-	probe_finish(p);
-	return false;
-}
-
-/* Credentials like the relay: only for TLS ports, from password (or
- * password_file), a fresh password_command run, or the OAuth2 token
- * manager. */
+/* Credentials by the relay's own path (relay/cred.h); a secret that cannot
+ * be read is reported, not a reason to try without AUTH. */
 static void probe_start(struct probe *p)
 {
 	const struct conf_smarthost *sh = p->r->sh;
+	enum cred_kind kind = cred_kind(sh, p->r->index);
+	char err[512];
 
-	if (probe_port(p->r)->mode == CONF_TLS_NONE || !sh->username) {
+	if (kind == CRED_NONE) {
 		probe_connect(p, NULL);
 		return;
 	}
-	if (sh->oauth2_token_url) {
-		probe_start_token(p);
-		return;
-	}
-	if (sh->password_command) {
-		if (sh->auth_mechs & (SASL_XOAUTH2 | SASL_OAUTHBEARER))
+	if (kind == CRED_COMMAND || kind == CRED_OAUTH2) {
+		if (kind == CRED_COMMAND && (sh->auth_mechs & (SASL_XOAUTH2 | SASL_OAUTHBEARER)))
 			probe_note(p->r, "OAuth2 token: from password_command");
-		p->job = secret_run(p->base, sh->password_command, SECRET_TIMEOUT, probe_on_secret, p);
-		if (!p->job) {
-			probe_set(p->r, "token-failed", "password_command for smarthost %s failed "
-			    "(cannot run it: %s)", sh->name, strerror(errno));
+		p->cred = cred_get(p->base, p->oauth2, sh, p->r->index, SECRET_TIMEOUT, probe_on_cred,
+		    p, err, sizeof(err));
+		if (!p->cred) {
+			probe_set(p->r, "token-failed", "%s", err);
 			probe_finish(p);
 		}
 		return;
 	}
-	if (!sh->password) {
+	if (kind == CRED_MISSING) {
 		/* conf_load_secrets could not read password_file. */
 		probe_set(p->r, "auth-failed", "smarthost %s: no password (password_file %s could "
 		    "not be read by this user; run smtprelay probe as root or as the service user)",
@@ -600,13 +572,10 @@ static void probe_one(struct probe *p, struct probe_result *r)
 	if (r->done)
 		return;
 	/* The loop ran dry without a decision: never report success. */
-	if (p->job)
-		secret_cancel(p->job);
-	oauth2_cancel(p->token);
+	cred_cancel(p->cred);
 	if (p->conn)
 		conn_abort(p->conn);
-	p->job = NULL;
-	p->token = NULL;
+	p->cred = NULL;
 	p->conn = NULL;
 	probe_set(r, "unreachable", "internal error: the probe stopped without a result");
 	probe_finish(p);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "relay/conn.h"
+#include "relay/cred.h"
 #include "relay/oauth2.h"
 #include "relay/ratelimit.h"
 #include "relay/replyclass.h"
@@ -69,9 +70,8 @@ TAILQ_HEAD(relay_msgq, relay_msg);
 
 struct relay_conn {
 	struct relay_sh *sh;
-	struct conn *c;			/* NULL while password_command runs */
-	struct secret_job *job;
-	struct oauth2_req *token;	/* an OAuth2 access token is on its way */
+	struct conn *c;			/* NULL while the credentials are fetched */
+	struct cred_req *cred;		/* password_command or OAuth2 token on its way */
 	size_t walk;			/* position in the port order */
 	size_t port;			/* index into sh->conf->ports */
 	bool ready;			/* the session came up */
@@ -472,11 +472,6 @@ static void relay_on_finish(evutil_socket_t fd, short what, void *arg)
 
 /* ---- connections ---- */
 
-static bool relay_needs_auth(const struct relay_sh *sh, size_t port)
-{
-	return sh->conf->username && sh->conf->ports[port].mode != CONF_TLS_NONE;
-}
-
 /* Port order: the sticky one (worked last), then the others in order. */
 static size_t relay_port_at(const struct relay_sh *sh, size_t walk)
 {
@@ -677,7 +672,7 @@ static int relay_connect(struct relay_conn *rc, const char *secret)
 		.sh = sh->conf,
 		.port_index = rc->port,
 		.helo_name = sh->r->conf->hostname,
-		.secret = relay_needs_auth(sh, rc->port) ? secret : NULL,
+		.secret = cred_kind(sh->conf, rc->port) != CRED_NONE ? secret : NULL,
 		.ssl_ctx = sh->ctx,
 	};
 	char reason[RELAY_REASON_MAX];
@@ -691,33 +686,23 @@ static int relay_connect(struct relay_conn *rc, const char *secret)
 	return -1;
 }
 
-static void relay_on_secret(const char *secret, size_t len, const char *status,
-    const char *detail, void *arg)
+static void relay_on_cred(const char *secret, long expires_in, const char *why, void *arg)
 {
 	struct relay_conn *rc = arg;
 	char reason[RELAY_REASON_MAX];
 
-	rc->job = NULL;
+	rc->cred = NULL;
 	if (secret) {
 		relay_connect(rc, secret);
 		return;
 	}
-	snprintf(reason, sizeof(reason), "configuration error: password_command for smarthost "
-	    "%s failed (%s)%s%s",
-	    rc->sh->conf->name, status, detail && *detail ? ": " : "", detail ? detail : "");
+	if (cred_kind(rc->sh->conf, rc->port) != CRED_COMMAND) {
+		relay_conn_fail_early(rc, CONN_TOKEN_FAILED, why);	/* logged by oauth2 */
+		return;
+	}
+	snprintf(reason, sizeof(reason), "configuration error: %s", why);
 	log_err("%s", reason);
 	relay_conn_fail_early(rc, CONN_TOKEN_FAILED, reason);
-}
-
-static void relay_on_token(const char *token, long expires_in, const char *error, void *arg)
-{
-	struct relay_conn *rc = arg;
-
-	rc->token = NULL;
-	if (token)
-		relay_connect(rc, token);
-	else
-		relay_conn_fail_early(rc, CONN_TOKEN_FAILED, error);	/* logged by oauth2 */
 }
 
 /* Open a connection to the port at walk; 0, -1 when it failed at once
@@ -726,6 +711,7 @@ static int relay_open(struct relay_sh *sh, size_t walk)
 {
 	struct relay_conn *rc = calloc(1, sizeof(*rc));
 	char reason[RELAY_REASON_MAX];
+	enum cred_kind kind;
 
 	if (!rc)
 		return -2;
@@ -739,26 +725,16 @@ static int relay_open(struct relay_sh *sh, size_t walk)
 		relay_conn_fail_early(rc, CONN_TLS_FAILED, sh->ctx_err);
 		return -1;
 	}
-	if (relay_needs_auth(sh, rc->port) && sh->conf->password_command) {
-		rc->job = secret_run(sh->r->base, sh->conf->password_command,
-		    sh->r->tune.password_timeout, relay_on_secret, rc);
-		if (rc->job)
+	kind = cred_kind(sh->conf, rc->port);
+	if (kind == CRED_COMMAND || kind == CRED_OAUTH2) {
+		rc->cred = cred_get(sh->r->base, sh->r->oauth2, sh->conf, rc->port,
+		    sh->r->tune.password_timeout, relay_on_cred, rc, reason, sizeof(reason));
+		if (rc->cred)
 			return 0;
-		snprintf(reason, sizeof(reason), "password_command for smarthost %s failed "
-		    "(cannot run it: %s)", sh->conf->name, strerror(errno));
 		relay_conn_fail_early(rc, CONN_TOKEN_FAILED, reason);
 		return -1;
 	}
-	if (relay_needs_auth(sh, rc->port) && sh->conf->oauth2_token_url) {
-		rc->token = oauth2_get(sh->r->oauth2, sh->conf, relay_on_token, rc);
-		if (rc->token)
-			return 0;
-		snprintf(reason, sizeof(reason), "smarthost %s: cannot request an OAuth2 access "
-		    "token: %s", sh->conf->name, strerror(errno));
-		relay_conn_fail_early(rc, CONN_TOKEN_FAILED, reason);
-		return -1;
-	}
-	if (relay_needs_auth(sh, rc->port) && !sh->conf->password) {
+	if (kind == CRED_MISSING) {
 		snprintf(reason, sizeof(reason), "configuration error: smarthost %s: the secret for "
 		    "user %s could not be read (%s): not sending without AUTH", sh->conf->name,
 		    sh->conf->username, relay_secret_file(sh));
@@ -773,13 +749,10 @@ static int relay_open(struct relay_sh *sh, size_t walk)
  * any, is the caller's. */
 static void relay_conn_abort(struct relay_conn *rc)
 {
-	if (rc->job)
-		secret_cancel(rc->job);
-	oauth2_cancel(rc->token);
+	cred_cancel(rc->cred);
 	if (rc->c)
 		conn_abort(rc->c);
-	rc->job = NULL;
-	rc->token = NULL;
+	rc->cred = NULL;
 	rc->c = NULL;
 	relay_conn_release(rc);
 }
