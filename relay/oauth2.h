@@ -15,6 +15,12 @@
  *
  * The same HTTPS client, the JSON reader and the form encoder serve the
  * device-code login (frontend/oauth2_login.c).
+ *
+ * One header, one module per part: relay/oauth2.c the token manager,
+ * oauth2_http.c the HTTPS client, oauth2_json.c the JSON reader,
+ * oauth2_form.c form encoding, oauth2_token.c token endpoint answers,
+ * oauth2_tokenfile.c the refresh token file, oauth2_text.c wiping and
+ * quoting (relay/oauth2int.h holds what only they share).
  */
 #ifndef SMTPRELAY_OAUTH2_H
 #define SMTPRELAY_OAUTH2_H
