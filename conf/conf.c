@@ -1199,19 +1199,18 @@ static void conf_build_alias_block(struct conf_ctx *x, cfg_t *cfg, struct config
 		const char *name = cfg_opt_name(o), *v = cfg_opt_getnstr(o, 0);
 		struct conf_line *l = conf_line_find(x, sec, name, 0);
 		int line = l ? l->line : block_line;
-		char **t;
-		size_t n;
+		struct strv t = { 0 };
 
 		if (!addr_valid(name, ADDR_ALLOW_BARE | ADDR_ALLOW_UTF8) || addr_domain(name)) {
 			conf_err(x, line, "aliases: \"%.100s\": an alias name is a local name "
 			    "without @domain (e.g. root)", name);
 			continue;
 		}
-		if (conf_alias_split(v ? v : "", &t, &n, err, sizeof(err)) < 0) {
+		if (conf_alias_split(v ? v : "", &t, err, sizeof(err)) < 0) {
 			conf_err(x, line, "aliases: %s: %s", name, err);
 			continue;
 		}
-		if (conf_alias_add(c, name, t, n, true) < 0)
+		if (conf_alias_add(c, name, t.v, t.n, true) < 0)
 			conf_oom(x);
 	}
 }

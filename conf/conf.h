@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "lib/strv.h"
 #include "smtp/sasl.h"
 
 #define CONF_DEFAULT_PATH SYSCONFDIR "/smtprelay.conf"
@@ -138,9 +139,9 @@ const char *conf_default_path(const char *given);
 /* Alias resolution for one recipient: local names (bare, @localhost,
  * @hostname) go through aliases (recursively, loops detected), then to
  * admin_address; the result is a list of fully qualified addresses.
- * Returns the number of addresses in *out (malloc'd array of malloc'd strings),
- * or -1 with a message in err. */
-int conf_resolve(const struct config *c, const char *addr, char ***out, char *err, size_t errlen);
+ * Returns the number of addresses, with out (given empty) holding them (the
+ * caller's to strv_free), or -1 with a message in err and out still empty. */
+int conf_resolve(const struct config *c, const char *addr, struct strv *out, char *err, size_t errlen);
 /* Envelope sender rewriting: a local sender becomes from_address when set,
  * else is qualified with hostname.  "" (null sender) stays "".  New string. */
 char *conf_rewrite_sender(const struct config *c, const char *sender);
@@ -165,8 +166,9 @@ bool conf_senders_cover_all(const struct config *c);
 const struct conf_alias *conf_alias_find(const struct config *c, const char *name);
 
 /* Internal to conf/ (conf.c <-> alias.c); other modules use the functions above. */
-/* Split "a@b.c, d@e.f" into *targets (malloc'd); -1 with a message in err. */
-int conf_alias_split(const char *value, char ***targets, size_t *ntargets, char *err, size_t errlen);
+/* Split "a@b.c, d@e.f" into targets (given empty, the caller's to free);
+ * -1 with a message in err and targets still empty. */
+int conf_alias_split(const char *value, struct strv *targets, char *err, size_t errlen);
 /* Add an alias (name lower-cased; takes ownership of targets); replaces an
  * earlier entry of the same name.  -1 on ENOMEM. */
 int conf_alias_add(struct config *c, const char *name, char **targets, size_t ntargets, bool from_block);
