@@ -124,24 +124,21 @@ static const char *conf_alias_next(const char *p, const char **start, size_t *le
 	return p;
 }
 
-static int conf_strv_push(char ***v, size_t *n, const char *s, size_t len)
+static int conf_strv_push(struct strv *v, const char *s, size_t len)
 {
-	char **nv, *d;
+	char *d;
 
-	if (*n >= CONF_ALIAS_MAX_TARGETS) {
+	if (v->n >= CONF_ALIAS_MAX_TARGETS) {
 		errno = E2BIG;
 		return -1;
 	}
 	d = strndup(s, len);
 	if (!d)
 		return -1;
-	nv = realloc(*v, (*n + 1) * sizeof(*nv));
-	if (!nv) {
+	if (strv_push(v, d) < 0) {
 		free(d);
 		return -1;
 	}
-	nv[(*n)++] = d;
-	*v = nv;
 	return 0;
 }
 
@@ -161,33 +158,32 @@ static int conf_alias_check(const char *t, char *err, size_t errlen)
 	return 0;
 }
 
-int conf_alias_split(const char *value, char ***targets, size_t *ntargets, char *err, size_t errlen)
+int conf_alias_split(const char *value, struct strv *targets, char *err, size_t errlen)
 {
 	const char *p = value, *s;
-	char **v = NULL;
-	size_t n = 0, len;
+	struct strv v = { 0 };
+	size_t len;
 
 	do {
 		if (*p == ',')
 			p++;
 		p = conf_alias_next(p, &s, &len);
 		if (len == 0 || len > ADDR_MAX) {
-			snprintf(err, errlen, len ? "an address is too long" : n || *p ?
+			snprintf(err, errlen, len ? "an address is too long" : v.n || *p ?
 			    "empty element (use \"a@example.com, b@example.com\")" : "no target address");
 			goto fail;
 		}
-		if (conf_strv_push(&v, &n, s, len) < 0) {
+		if (conf_strv_push(&v, s, len) < 0) {
 			snprintf(err, errlen, "%s", strerror(errno));
 			goto fail;
 		}
-		if (conf_alias_check(v[n - 1], err, errlen) < 0)
+		if (conf_alias_check(v.v[v.n - 1], err, errlen) < 0)
 			goto fail;
 	} while (*p == ',');
 	*targets = v;
-	*ntargets = n;
 	return 0;
 fail:
-	conf_strv_free(v, n);
+	strv_free(&v);
 	return -1;
 }
 
@@ -228,7 +224,7 @@ static const char *conf_afile_name(const char *p, char *name, size_t size)
 }
 
 static void conf_afile_target(struct conf_afile *f, const char *name, const char *t,
-    char ***v, size_t *n)
+    struct strv *v)
 {
 	const char *what = conf_alias_unsupported(t);
 
@@ -242,7 +238,7 @@ static void conf_afile_target(struct conf_afile *f, const char *name, const char
 		    f->path, f->line, name, t);
 		return;
 	}
-	if (conf_strv_push(v, n, t, strlen(t)) < 0)
+	if (conf_strv_push(v, t, strlen(t)) < 0)
 		log_warn("%s:%d: alias \"%s\": %s", f->path, f->line, name, strerror(errno));
 }
 
@@ -251,8 +247,8 @@ static int conf_afile_entry(struct conf_afile *f, const char *text)
 	char name[ADDR_MAX_LOCAL + 1], *t;
 	const char *p = conf_afile_name(text, name, sizeof(name)), *s;
 	const struct conf_alias *old;
-	char **v = NULL;
-	size_t n = 0, len;
+	struct strv v = { 0 };
+	size_t len;
 
 	if (!p) {
 		log_warn("%s:%d: ignoring line without \"name: target\"", f->path, f->line);
@@ -270,14 +266,14 @@ static int conf_afile_entry(struct conf_afile *f, const char *text)
 		t = strndup(s, len);
 		if (!t)
 			return -1;
-		conf_afile_target(f, name, t, &v, &n);
+		conf_afile_target(f, name, t, &v);
 		free(t);
 	}
-	if (n == 0) {
+	if (v.n == 0) {
 		log_warn("%s:%d: alias \"%s\" has no usable target: ignored", f->path, f->line, name);
 		return 0;
 	}
-	return conf_alias_add(f->c, name, v, n, false);
+	return conf_alias_add(f->c, name, v.v, v.n, false);
 }
 
 /* Feed one logical entry (continuation lines joined) to conf_afile_entry. */
@@ -352,8 +348,7 @@ int conf_aliases_read(struct config *c, const char *path, char *err, size_t errl
 
 struct conf_res {
 	const struct config *c;
-	char **v;
-	size_t n;
+	struct strv out;
 	char *err;
 	size_t errlen;
 	char stack[CONF_ALIAS_MAX_DEPTH + 1][ADDR_MAX_LOCAL + 1];
@@ -370,23 +365,18 @@ static bool conf_addr_eq(const char *a, const char *b)
 /* Takes ownership of addr. */
 static int conf_res_add(struct conf_res *r, char *addr)
 {
-	char **nv;
-
 	if (!addr)
 		goto oom;
-	for (size_t i = 0; i < r->n; i++) {
-		if (conf_addr_eq(r->v[i], addr)) {
+	for (size_t i = 0; i < r->out.n; i++) {
+		if (conf_addr_eq(r->out.v[i], addr)) {
 			free(addr);
 			return 0;
 		}
 	}
-	nv = realloc(r->v, (r->n + 1) * sizeof(*nv));
-	if (!nv) {
+	if (strv_push(&r->out, addr) < 0) {
 		free(addr);
 		goto oom;
 	}
-	r->v = nv;
-	r->v[r->n++] = addr;
 	return 0;
 oom:
 	snprintf(r->err, r->errlen, "%s", strerror(ENOMEM));
@@ -494,7 +484,7 @@ static int conf_res_local(struct conf_res *r, const char *addr)
 	return rc;
 }
 
-int conf_resolve(const struct config *c, const char *addr, char ***out, char *err, size_t errlen)
+int conf_resolve(const struct config *c, const char *addr, struct strv *out, char *err, size_t errlen)
 {
 	struct conf_res r;
 	int rc;
@@ -512,11 +502,11 @@ int conf_resolve(const struct config *c, const char *addr, char ***out, char *er
 	else
 		rc = conf_res_add(&r, strdup(addr));
 	if (rc < 0) {
-		conf_strv_free(r.v, r.n);
+		strv_free(&r.out);
 		return -1;
 	}
-	*out = r.v;
-	return (int)r.n;
+	*out = r.out;
+	return (int)r.out.n;
 }
 
 char *conf_rewrite_sender(const struct config *c, const char *sender)

@@ -632,7 +632,7 @@ static void conf_build_hostname(struct conf_ctx *x, cfg_t *cfg, struct config *c
 	const char *v = cfg_getstr(cfg, "hostname");
 
 	if (!v) {
-		/* Debian: /etc/mailname names the host's mail domain (DESIGN §2). */
+		/* Debian: /etc/mailname names the host's mail domain (smtprelay.conf(5)). */
 		c->hostname = hostdefaults_mailname();
 		if (!c->hostname)
 			c->hostname = conf_default_hostname();
@@ -674,7 +674,7 @@ static void conf_build_listen(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 			conf_oom(x);
 			return;
 		}
-		/* Only what the admin did not ask for may be missing (DESIGN §2). */
+		/* Only what the admin did not ask for may be missing (smtprelay.conf(5)). */
 		e->optional = !l.given && e->addr.ss_family == AF_INET6;
 		c->nlisten++;
 	}
@@ -763,7 +763,7 @@ static void conf_build_numbers(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 	}
 }
 
-/* Prometheus exposition (DESIGN §8): an address to serve it on, a file to
+/* Prometheus exposition (README "Monitoring"): an address to serve it on, a file to
  * rewrite; both off by default. */
 static void conf_build_metrics(struct conf_ctx *x, cfg_t *cfg, struct config *c)
 {
@@ -863,8 +863,8 @@ static void conf_build_ports(struct conf_ctx *x, cfg_t *sec, struct conf_smartho
 static void conf_build_auth(struct conf_ctx *x, cfg_t *sec, struct conf_smarthost *sh)
 {
 	static const struct { const char *name; unsigned bit; } mechs[] = {
-		{ "plain", CONF_AUTH_PLAIN }, { "login", CONF_AUTH_LOGIN },
-		{ "xoauth2", CONF_AUTH_XOAUTH2 }, { "oauthbearer", CONF_AUTH_OAUTHBEARER },
+		{ "plain", SASL_PLAIN }, { "login", SASL_LOGIN },
+		{ "xoauth2", SASL_XOAUTH2 }, { "oauthbearer", SASL_OAUTHBEARER },
 	};
 	struct conf_list l;
 
@@ -980,7 +980,7 @@ static void conf_check_oauth2(struct conf_ctx *x, cfg_t *sec, struct conf_smarth
 	    "oauth2_refresh_token_file", "oauth2_scope" };
 	const bool set[] = { sh->oauth2_client_id, sh->oauth2_client_secret_file,
 	    sh->oauth2_refresh_token_file, sh->oauth2_scope };
-	const unsigned oauth = CONF_AUTH_XOAUTH2 | CONF_AUTH_OAUTHBEARER;
+	const unsigned oauth = SASL_XOAUTH2 | SASL_OAUTHBEARER;
 	int line = conf_key_line(x, sec, "oauth2_token_url");
 
 	if (!sh->oauth2_token_url) {
@@ -1022,7 +1022,7 @@ static void conf_check_smarthost(struct conf_ctx *x, cfg_t *sec, struct conf_sma
 		    "the server is not authenticated", x->path, sh->line, sh->name);
 }
 
-/* senders = {...}: envelope sender patterns this section serves (§9). */
+/* senders = {...}: envelope sender patterns this section serves (smtprelay.conf(5) "senders"). */
 static void conf_build_senders(struct conf_ctx *x, cfg_t *sec, struct conf_smarthost *sh)
 {
 	struct conf_list l;
@@ -1096,7 +1096,7 @@ static void conf_build_smarthosts(struct conf_ctx *x, cfg_t *cfg, struct config 
 		    c->smarthosts[n - 1].name);
 }
 
-/* ---- dkim sections (DESIGN §7; values checked in conf/dkim.c) ---- */
+/* ---- dkim sections (smtprelay.conf(5) "DKIM SECTIONS"; values checked in conf/dkim.c) ---- */
 
 static void conf_build_dkim_headers(struct conf_ctx *x, cfg_t *sec, struct conf_dkim *d)
 {
@@ -1199,19 +1199,18 @@ static void conf_build_alias_block(struct conf_ctx *x, cfg_t *cfg, struct config
 		const char *name = cfg_opt_name(o), *v = cfg_opt_getnstr(o, 0);
 		struct conf_line *l = conf_line_find(x, sec, name, 0);
 		int line = l ? l->line : block_line;
-		char **t;
-		size_t n;
+		struct strv t = { 0 };
 
 		if (!addr_valid(name, ADDR_ALLOW_BARE | ADDR_ALLOW_UTF8) || addr_domain(name)) {
 			conf_err(x, line, "aliases: \"%.100s\": an alias name is a local name "
 			    "without @domain (e.g. root)", name);
 			continue;
 		}
-		if (conf_alias_split(v ? v : "", &t, &n, err, sizeof(err)) < 0) {
+		if (conf_alias_split(v ? v : "", &t, err, sizeof(err)) < 0) {
 			conf_err(x, line, "aliases: %s: %s", name, err);
 			continue;
 		}
-		if (conf_alias_add(c, name, t, n, true) < 0)
+		if (conf_alias_add(c, name, t.v, t.n, true) < 0)
 			conf_oom(x);
 	}
 }

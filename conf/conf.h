@@ -8,16 +8,12 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "lib/strv.h"
+#include "smtp/sasl.h"
+
 #define CONF_DEFAULT_PATH SYSCONFDIR "/smtprelay.conf"
 
 enum conf_tls_mode { CONF_TLS_STARTTLS, CONF_TLS_IMPLICIT, CONF_TLS_NONE };
-
-enum conf_auth_mech {
-	CONF_AUTH_PLAIN = 1 << 0,
-	CONF_AUTH_LOGIN = 1 << 1,
-	CONF_AUTH_XOAUTH2 = 1 << 2,
-	CONF_AUTH_OAUTHBEARER = 1 << 3,
-};
 
 struct conf_port {
 	unsigned port;
@@ -47,7 +43,7 @@ struct conf_smarthost {
 	char *password;			/* secret: from password or password_file; never logged */
 	char *password_file;
 	char *password_command;
-	unsigned auth_mechs;		/* CONF_AUTH_* bits; 0 = best offered */
+	unsigned auth_mechs;		/* SASL_* bits (smtp/sasl.h); 0 = best offered */
 	bool tls_verify;
 	char *tls_ca_file;		/* NULL when unset */
 	int tls_min_version;		/* OpenSSL constant value, e.g. 0x0303 for TLS 1.2 */
@@ -66,11 +62,11 @@ struct conf_smarthost {
 	char *oauth2_client_secret;	/* secret, loaded with the others */
 	char *oauth2_refresh_token_file;
 	char *oauth2_scope;
-	char **senders;			/* envelope sender patterns (DESIGN §9); NULL: any */
+	char **senders;			/* envelope sender patterns (smtprelay.conf(5) "senders"); NULL: any */
 	size_t nsenders;
 };
 
-/* dkim "DOMAIN" { } (DESIGN §7): the key is loaded by daemon/signer.c,
+/* dkim "DOMAIN" { } (smtprelay.conf(5) "DKIM SECTIONS"): the key is loaded by relay/signer.c,
  * not here (the sendmail front end links conf/ without OpenSSL). */
 struct conf_dkim {
 	char *domain;			/* the title, lower case */
@@ -143,14 +139,14 @@ const char *conf_default_path(const char *given);
 /* Alias resolution for one recipient: local names (bare, @localhost,
  * @hostname) go through aliases (recursively, loops detected), then to
  * admin_address; the result is a list of fully qualified addresses.
- * Returns the number of addresses in *out (malloc'd array of malloc'd strings),
- * or -1 with a message in err. */
-int conf_resolve(const struct config *c, const char *addr, char ***out, char *err, size_t errlen);
+ * Returns the number of addresses, with out (given empty) holding them (the
+ * caller's to strv_free), or -1 with a message in err and out still empty. */
+int conf_resolve(const struct config *c, const char *addr, struct strv *out, char *err, size_t errlen);
 /* Envelope sender rewriting: a local sender becomes from_address when set,
  * else is qualified with hostname.  "" (null sender) stays "".  New string. */
 char *conf_rewrite_sender(const struct config *c, const char *sender);
 
-/* Sender-dependent smarthosts (conf/senders.c, DESIGN §9).  A pattern is
+/* Sender-dependent smarthosts (conf/senders.c, smtprelay.conf(5) "senders").  A pattern is
  * LOCAL@DOMAIN: LOCAL is a local part or "*" (any), DOMAIN a domain, "*"
  * (any) or "*.DOMAIN" (one or more labels in front of DOMAIN, not DOMAIN
  * itself); compared without regard to ASCII case.  "*@*" matches every
@@ -170,8 +166,9 @@ bool conf_senders_cover_all(const struct config *c);
 const struct conf_alias *conf_alias_find(const struct config *c, const char *name);
 
 /* Internal to conf/ (conf.c <-> alias.c); other modules use the functions above. */
-/* Split "a@b.c, d@e.f" into *targets (malloc'd); -1 with a message in err. */
-int conf_alias_split(const char *value, char ***targets, size_t *ntargets, char *err, size_t errlen);
+/* Split "a@b.c, d@e.f" into targets (given empty, the caller's to free);
+ * -1 with a message in err and targets still empty. */
+int conf_alias_split(const char *value, struct strv *targets, char *err, size_t errlen);
 /* Add an alias (name lower-cased; takes ownership of targets); replaces an
  * earlier entry of the same name.  -1 on ENOMEM. */
 int conf_alias_add(struct config *c, const char *name, char **targets, size_t ntargets, bool from_block);

@@ -1,4 +1,4 @@
-/* conf/dkim.c: value checks for dkim "DOMAIN" { } sections (DESIGN §7). */
+/* conf/dkim.c: value checks for dkim "DOMAIN" { } sections (smtprelay.conf(5) "DKIM SECTIONS"). */
 #include "config.h"
 #include "conf/conf.h"
 

@@ -1,4 +1,4 @@
-/* Sender-dependent smarthosts (DESIGN §9): which smarthost sections may
+/* Sender-dependent smarthosts (smtprelay.conf(5) "senders"): which smarthost sections may
  * carry mail from a given envelope sender.  Pure functions over a loaded
  * config; conf.c validates the patterns, the relay and probe ask here. */
 #include "config.h"

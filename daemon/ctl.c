@@ -18,11 +18,12 @@
 
 #include "daemon/metrics.h"
 #include "daemon/pickup.h"
-#include "daemon/relay.h"
+#include "relay/relay.h"
 #include "daemon/sched.h"
-#include "frontend/control.h"
-#include "frontend/mailq.h"
-#include "frontend/qjson.h"
+#include "lib/rfc3339.h"
+#include "queue/control.h"
+#include "queue/mailq.h"
+#include "queue/qjson.h"
 #include "lib/log.h"
 #include "lib/usock.h"
 
@@ -294,7 +295,8 @@ static void ctl_flush(struct ctl_client *cl, const char *arg)
 	if (d->pickup)
 		pickup_scan(d->pickup);
 	log_info("flush requested (uid %ld)", (long)cl->uid);
-	/* Smarthosts first: a flushed message must find them eligible (DESIGN §3). */
+	/* Smarthosts first: a flushed message must find them eligible (README,
+	 * "Running it": flush). */
 	if (d->relay)
 		relay_flush(d->relay);
 	n = d->sched ? sched_flush(d->sched) : 0;
@@ -519,7 +521,7 @@ static void ctl_time(FILE *f, const char *label, time_t t)
 		fprintf(f, "%snever\n", label);
 		return;
 	}
-	qjson_rfc3339(t, buf, sizeof(buf));
+	rfc3339_local(t, buf, sizeof(buf));
 	fprintf(f, "%s%s\n", label, buf);
 }
 
@@ -532,7 +534,7 @@ static const char *ctl_sh_host(const struct config *c, const char *name)
 }
 
 /* A secret the service user could not read (a reload kept no old value):
- * that smarthost sends nothing until it is fixed (DESIGN §2). */
+ * that smarthost sends nothing until it is fixed (smtprelayd(8) "Delivery"). */
 static void ctl_status_credentials(FILE *f, const struct config *c, const char *name)
 {
 	for (size_t i = 0; i < c->nsmarthosts; i++) {
@@ -611,7 +613,7 @@ static void ctl_status(struct ctl_client *cl, const char *arg)
 	ctl_out_send(cl, &o, "ok");
 }
 
-/* "status json" and "metrics": the numbers of DESIGN §8 (daemon/metrics.h). */
+/* "status json" and "metrics": the numbers of README "Monitoring" (daemon/metrics.h). */
 static void ctl_metrics(struct ctl_client *cl, const char *arg)
 {
 	struct ctl_out o;

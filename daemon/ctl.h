@@ -2,11 +2,11 @@
  *
  * A client sends one request line; the daemon answers with data lines, each
  * starting with one space, then one final line "ok ..." or "error ...", and
- * closes (frontend/control.h is the client).  Requests:
+ * closes (queue/control.h is the client).  Requests:
  *   ping            "ok smtprelayd VERSION"
  *   flush           retry the queue now
  *   queue           mailq text ('*' after the id of a message in delivery)
- *   queue json      the queue as JSON (frontend/qjson.h)
+ *   queue json      the queue as JSON (queue/qjson.h)
  *   status          "key: value" lines: pid, version, started, uptime, config,
  *                   spool, queue and recipient counts, listen, each smarthost
  *   status json     the same numbers as the metrics, one JSON object

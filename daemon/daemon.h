@@ -42,8 +42,8 @@ struct daemon {
 	struct ctl *ctl;
 	struct handover *handover;	/* public/submit for front ends without setgid */
 	struct dsn_limit *dsn_limit;
-	struct metrics *metrics;	/* metrics_listen, metrics_textfile (§8) */
-	struct signer *signer;		/* DKIM keys of conf (daemon/signer.h) */
+	struct metrics *metrics;	/* metrics_listen, metrics_textfile (README "Monitoring") */
+	struct signer *signer;		/* DKIM keys of conf (relay/signer.h) */
 	struct durable *durable;	/* spool writes off the loop (daemon/durable.h) */
 	bool stopping;
 };

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "lib/addr.h"
-#include "daemon/maillog.h"
+#include "relay/maillog.h"
 #include "lib/log.h"
 #include "lib/rfc5322.h"
 #include "queue/submit.h"
@@ -356,7 +356,7 @@ bool dsn_wanted(const struct q_envelope *env, const bool *failed)
 		unsigned n = env->rcpts[i].notify;
 
 		/* Not given means the default: failures are reported. */
-		if (failed[i] && (n == 0 || (n & Q_NOTIFY_FAILURE)))
+		if (failed[i] && (n == 0 || (n & SMTP_NOTIFY_FAILURE)))
 			return true;
 	}
 	return false;

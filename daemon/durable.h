@@ -2,7 +2,7 @@
  *
  * Every spool write of the running daemon that needs an fsync, rename or
  * unlink goes through durable_submit(), so the event loop never waits for
- * the disk (DESIGN §3); completions run as ordinary loop callbacks.  While
+ * the disk (smtprelayd(8), "Queue guarantees"); completions run as ordinary loop callbacks.  While
  * writes are in flight, a 10 ms timer measures how late the loop runs
  * ("worst stall"), reported with the commit counters when the daemon stops
  * and by durable_report().  Without a stage (NULL) callers write

@@ -17,9 +17,9 @@
 
 #include "daemon/qstore.h"
 #include "daemon/sched.h"
-#include "daemon/stats.h"
-#include "frontend/handoff.h"
-#include "daemon/maillog.h"
+#include "relay/stats.h"
+#include "queue/handoff.h"
+#include "relay/maillog.h"
 #include "lib/log.h"
 #include "lib/usock.h"
 

@@ -18,10 +18,10 @@
 #include "daemon/daemon.h"
 #include "daemon/durable.h"
 #include "daemon/sched.h"
-#include "daemon/stats.h"
+#include "relay/stats.h"
 #include "lib/log.h"
 #include "queue/submit.h"
-#include "daemon/maillog.h"
+#include "relay/maillog.h"
 #include "smtp/server.h"
 
 #define LISTENER_CHUNK 16384
@@ -110,7 +110,7 @@ static int lsess_begin(void *ctx, const struct smtp_envelope_in *env, struct smt
 		.sender = env->sender, .rcpts = env->rcpts, .nrcpts = env->nrcpts,
 		.received_from = from, .protocol = env->esmtp ? "ESMTP" : "SMTP",
 		.notify_each = env->notify, .orcpts = env->orcpts, .envid = env->envid,
-		.ret = env->ret == 1 ? Q_RET_FULL : env->ret == 2 ? Q_RET_HDRS : Q_RET_DEFAULT,
+		.ret = env->ret == 1 ? SMTP_RET_FULL : env->ret == 2 ? SMTP_RET_HDRS : SMTP_RET_DEFAULT,
 		.eightbit = env->eightbit, .smtputf8 = env->smtputf8,
 		.uid = -1, .origin = origin,
 		.remote_client = strcmp(s->name, "localhost") != 0,

@@ -24,15 +24,15 @@
 #include "daemon/durable.h"
 #include "daemon/listener.h"
 #include "daemon/metrics.h"
-#include "daemon/maillog.h"
+#include "relay/maillog.h"
 #include "daemon/notify.h"
-#include "daemon/oauth2.h"
+#include "relay/oauth2.h"
 #include "daemon/pickup.h"
-#include "daemon/relay.h"
+#include "relay/relay.h"
 #include "daemon/sched.h"
-#include "daemon/stats.h"
-#include "daemon/signer.h"
-#include "daemon/secaccess.h"
+#include "relay/stats.h"
+#include "relay/signer.h"
+#include "relay/secaccess.h"
 #include "lib/log.h"
 
 #define MAIN_GRACE 8			/* deliveries in progress may finish */
@@ -94,7 +94,7 @@ static void main_warn_lines(char *text)
 		log_warn("%s", line);
 }
 
-/* Fail closed (DESIGN §2): a secret the service user cannot read stops the
+/* Fail closed (smtprelayd(8) "Privileges"): a secret the service user cannot read stops the
  * start and -t, whoever runs them (systemd starts us as that user).  At
  * start we are the reader ourselves, whatever user that is. */
 static int main_secrets(struct config *c, bool starting)
@@ -215,7 +215,7 @@ static int main_deliver(void *ctx, struct q_envelope *env, sched_done_fn done, v
 
 /* Mail goes out only with a smarthost.  Without one the relay still runs:
  * it defers each message with "no smarthost configured in FILE", so mailq,
- * `smtprelay queue` and the log say why mail waits (DESIGN.md §10). */
+ * `smtprelay queue` and the log say why mail waits (README "Installing"). */
 static int main_update_relay(struct daemon *d)
 {
 	if (d->conf->nsmarthosts == 0)
@@ -404,7 +404,7 @@ static int main_event_setup(struct daemon *d)
 
 /* Everything that needs root: spool ownership, sockets; then drop it. */
 /* As the service user: a rotated refresh token must be writable back
- * (DESIGN §2), or the next rotation would lose it. */
+ * (smtprelayd(8) "Privileges"), or the next rotation would lose it. */
 static int main_check_oauth2_files(const struct config *c)
 {
 	char err[512];

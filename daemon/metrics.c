@@ -16,11 +16,12 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "daemon/relay.h"
+#include "relay/relay.h"
 #include "daemon/sched.h"
-#include "daemon/stats.h"
-#include "frontend/mailq.h"
-#include "frontend/qjson.h"
+#include "relay/stats.h"
+#include "lib/rfc3339.h"
+#include "queue/mailq.h"
+#include "queue/qjson.h"
 #include "lib/log.h"
 
 #define METRICS_MAXSH 64
@@ -294,7 +295,7 @@ static void metrics_json_time(FILE *f, const char *key, time_t t)
 		fputs("null", f);
 		return;
 	}
-	qjson_rfc3339(t, buf, sizeof(buf));
+	rfc3339_local(t, buf, sizeof(buf));
 	qjson_string(f, buf);
 }
 

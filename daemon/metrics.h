@@ -1,7 +1,7 @@
-/* Exposition of the daemon's state (DESIGN §8): Prometheus text format
+/* Exposition of the daemon's state (README "Monitoring"): Prometheus text format
  * 0.0.4, `status --json`, and the since-start lines of `smtprelay status`.
  *
- * The numbers come from daemon/stats (counters), the relay (current port,
+ * The numbers come from relay/stats (counters), the relay (current port,
  * throttling, last error) and one pass over the queue (messages by state,
  * oldest age).  Served three ways: on metrics_listen over HTTP (libevent's
  * evhttp: GET /metrics only; other paths 404, other methods 405, oversized

@@ -13,8 +13,8 @@
 
 #include "daemon/qstore.h"
 #include "daemon/sched.h"
-#include "daemon/stats.h"
-#include "daemon/maillog.h"
+#include "relay/stats.h"
+#include "relay/maillog.h"
 #include "lib/log.h"
 
 #define PICKUP_TMP_AGE 3600		/* a sendmail that has not finished in an hour died */

@@ -1,4 +1,4 @@
-/* The daemon's spool writes, off the event loop (DESIGN §3).
+/* The daemon's spool writes, off the event loop (smtprelayd(8), "Queue guarantees").
  *
  * Each call queues one write on the durable-write stage (daemon/durable.h)
  * and returns at once; cb runs later on the loop with error 0 when the write

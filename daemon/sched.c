@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "daemon/dsn.h"
-#include "daemon/maillog.h"
+#include "relay/maillog.h"
 #include "daemon/qstore.h"
 #include "lib/log.h"
 
@@ -359,7 +359,7 @@ static void sched_bounced(void *arg, int error, const char *err, const char *dsn
 }
 
 /* A failure nobody is told about (no DSN: null sender, or the DSN limit)
- * keeps the message visible on hold instead of deleting it (DESIGN §4). */
+ * keeps the message visible on hold instead of deleting it (README "Running it"). */
 static void sched_hold(struct sched *s, struct q_envelope *env, time_t now)
 {
 	char lifetime[64];

@@ -78,7 +78,7 @@ void sched_duration_text(unsigned seconds, char *out, size_t len);
 /* Earliest time a recipient is due (0 = now), or -1 when every recipient
  * is DELIVERED or FAILED. */
 time_t sched_env_due(const struct q_envelope *env);
-/* A held message (DESIGN §4: env->held, nothing left to deliver) stays in
+/* A held message (README "Running it": env->held, nothing left to deliver) stays in
  * the queue until queue_lifetime ends: that time, or -1 when it is not held
  * or its time is over. */
 time_t sched_held_until(const struct q_envelope *env, unsigned lifetime, time_t now);

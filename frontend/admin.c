@@ -18,18 +18,19 @@
 
 #include "conf/conf.h"
 #include "conf/hostdefaults.h"
-#include "frontend/control.h"
-#include "frontend/handoff.h"
-#include "frontend/mailq.h"
-#include "frontend/qjson.h"
+#include "lib/rfc3339.h"
+#include "queue/control.h"
+#include "queue/handoff.h"
+#include "queue/mailq.h"
+#include "queue/qjson.h"
 #include "lib/log.h"
 #include "queue/submit.h"
 
 #include "frontend/oauth2_login.h"
 #include "frontend/probe.h"
 #include "frontend/keygen.h"
-#include "daemon/signer.h"
-#include "daemon/secaccess.h"
+#include "relay/signer.h"
+#include "relay/secaccess.h"
 
 #define ADMIN_POLL_MS 200		/* send-test: how often the daemon is asked */
 #define ADMIN_MAX_RCPTS 64		/* send-test: recipients reported */
@@ -566,7 +567,7 @@ static void admin_warn_lines(char *text)
 		log_warn("%s", line);
 }
 
-/* Secrets as the service user sees them (DESIGN §2); -1 after printing why. */
+/* Secrets as the service user sees them (smtprelayd(8) "Privileges"); -1 after printing why. */
 static int admin_fail_closed(struct admin *a)
 {
 	char *errors = NULL, *warnings = NULL;
@@ -637,7 +638,7 @@ static char *admin_test_body(const struct admin *a, const char *to, const char *
 {
 	char when[40], *msg = NULL;
 
-	qjson_rfc3339(time(NULL), when, sizeof(when));
+	rfc3339_local(time(NULL), when, sizeof(when));
 	if (asprintf(&msg, "To: %s\nSubject: smtprelay test from %s\n\n"
 	    "This is a test message from smtprelay on %s,\n"
 	    "sent with `smtprelay send-test` by %s (uid %ld) at %s.\n\n"

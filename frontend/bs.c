@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "frontend/enqueue.h"
-#include "frontend/handoff.h"
+#include "queue/handoff.h"
 #include "frontend/noconf.h"
 #include "frontend/priv.h"
 #include "lib/fsutil.h"
@@ -67,7 +67,7 @@ static int bs_begin(void *ctx, const struct smtp_envelope_in *env, struct smtp_r
 		.sender = env->sender, .rcpts = env->rcpts, .nrcpts = env->nrcpts,
 		.full_name = b->full_name, .envid = env->envid,
 		.notify_each = env->notify, .orcpts = env->orcpts,
-		.ret = env->ret == 1 ? Q_RET_FULL : env->ret == 2 ? Q_RET_HDRS : Q_RET_DEFAULT,
+		.ret = env->ret == 1 ? SMTP_RET_FULL : env->ret == 2 ? SMTP_RET_HDRS : SMTP_RET_DEFAULT,
 		.eightbit = env->eightbit, .smtputf8 = env->smtputf8,
 		.uid = (long)getuid(), .origin = "sendmail -bs",
 	};

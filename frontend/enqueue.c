@@ -9,7 +9,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "frontend/handoff.h"
+#include "queue/handoff.h"
 #include "frontend/noconf.h"
 #include "frontend/priv.h"
 #include "lib/addr.h"
@@ -67,31 +67,18 @@ const char *enqueue_full_name(const char *given, char *buf, size_t len)
 }
 
 /* Command-line recipients may be RFC 5322 lists ("a@b, Name <c@d>"). */
-static int enqueue_args(const struct sendmail_opts *o, char ***out, size_t *n)
+static int enqueue_args(const struct sendmail_opts *o, struct strv *out)
 {
 	for (int i = 0; i < o->nrcpts; i++) {
-		char **list = NULL;
-		size_t cnt = 0;
-		int skipped = rfc5322_parse_addrlist(o->rcpts[i], strlen(o->rcpts[i]), &list, &cnt);
+		size_t before = out->n;
+		int skipped = rfc5322_parse_addrlist(o->rcpts[i], strlen(o->rcpts[i]), out);
 
 		if (skipped < 0)
 			return EX_TEMPFAIL;
-		if (cnt == 0 || skipped) {
-			rfc5322_free_list(list, cnt);
+		if (out->n == before || skipped) {
 			fprintf(stderr, "sendmail: bad recipient address: \"%s\"\n", o->rcpts[i]);
 			return EX_USAGE;
 		}
-		for (size_t j = 0; j < cnt; j++) {
-			char **nl = realloc(*out, (*n + 1) * sizeof(*nl));
-			if (!nl) {
-				rfc5322_free_list(list, cnt);
-				return EX_TEMPFAIL;
-			}
-			*out = nl;
-			nl[(*n)++] = list[j];
-			list[j] = NULL;
-		}
-		rfc5322_free_list(list, cnt);
 	}
 	return EX_OK;
 }
@@ -230,8 +217,8 @@ static int enqueue_run(const struct sendmail_opts *o, const struct config *c,
 int enqueue_stdin(const struct sendmail_opts *o, const struct config *c)
 {
 	struct submit_params p = { 0 };
-	char gecos[256], **rcpts = NULL, *sender;
-	size_t n = 0;
+	char gecos[256], *sender;
+	struct strv rcpts = { 0 };
 	int r;
 
 	sender = enqueue_sender(o->sender);
@@ -239,8 +226,8 @@ int enqueue_stdin(const struct sendmail_opts *o, const struct config *c)
 		fprintf(stderr, "sendmail: bad sender address: \"%s\"\n", o->sender);
 		return EX_USAGE;
 	}
-	r = enqueue_args(o, &rcpts, &n);
-	if (r == EX_OK && n == 0 && !o->extract) {
+	r = enqueue_args(o, &rcpts);
+	if (r == EX_OK && rcpts.n == 0 && !o->extract) {
 		fprintf(stderr, "sendmail: fatal: no recipients specified "
 		    "(give them as arguments, or use -t to read them from the headers)\n");
 		r = EX_NOUSER;
@@ -249,8 +236,8 @@ int enqueue_stdin(const struct sendmail_opts *o, const struct config *c)
 		p.conf = c;
 		p.area = Q_MAILDROP;
 		p.sender = sender;
-		p.rcpts = rcpts;
-		p.nrcpts = n;
+		p.rcpts = rcpts.v;
+		p.nrcpts = rcpts.n;
 		p.extract_rcpts = o->extract;
 		p.from_stdin = true;
 		p.dot_ends = !o->ignore_dots;
@@ -263,9 +250,7 @@ int enqueue_stdin(const struct sendmail_opts *o, const struct config *c)
 		p.origin = "sendmail";
 		r = noconf_active() ? enqueue_noconf(o, c, &p) : enqueue_run(o, c, &p);
 	}
-	for (size_t i = 0; i < n; i++)
-		free(rcpts[i]);
-	free(rcpts);
+	strv_free(&rcpts);
 	free(sender);
 	return r;
 }

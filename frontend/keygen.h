@@ -1,5 +1,5 @@
 /* `smtprelay dkim-keygen [--rsa BITS | --ed25519] [-o FILE] DOMAIN SELECTOR`
- * (DESIGN §7): a new DKIM private key and the DNS record that publishes it.
+ * (smtprelay.conf(5) "DKIM SECTIONS"): a new DKIM private key and the DNS record that publishes it.
  *
  * The key goes to -o FILE or SYSCONFDIR/smtprelay/dkim/DOMAIN.SELECTOR.key
  * (missing directories are created, mode 0755), PKCS#8 PEM, mode 0640,

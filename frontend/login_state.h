@@ -1,4 +1,4 @@
-/* Where `smtprelay oauth2-login` stores the refresh token (DESIGN §2, §10):
+/* Where `smtprelay oauth2-login` stores the refresh token (smtprelay.conf(5), README "Installing"):
  * the directory of oauth2_refresh_token_file must exist and be writable by
  * the service user, who reads and rotates the token.
  *

@@ -10,7 +10,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "frontend/handoff.h"
+#include "queue/handoff.h"
 #include "frontend/priv.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"

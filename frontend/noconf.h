@@ -1,6 +1,6 @@
 /* sendmail when the system configuration is unreadable: a caller confined
  * with NoNewPrivileges (setgid ignored) and not in the service group, while
- * /etc/smtprelay.conf is 0640 root:smtprelay.  DESIGN §3 still lets it
+ * /etc/smtprelay.conf is 0640 root:smtprelay.  README "Who may use which config": it may still
  * submit: the front end runs on the compiled-in defaults (spool_dir,
  * max_message_size, hostname as conf/hostdefaults.c finds it) and hands the
  * submission as given to the running daemon (queue/rawsub.h), which applies

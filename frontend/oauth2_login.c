@@ -18,7 +18,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
-#include "daemon/oauth2.h"
+#include "relay/oauth2.h"
 
 #define LOGIN_ERR_MAX 1024
 #define LOGIN_DEFAULT_INTERVAL 5	/* RFC 8628 §3.2 */

@@ -1,18 +1,19 @@
-/* `smtprelay probe`: connectivity diagnosis of every smarthost port (DESIGN §6).
+/* `smtprelay probe`: connectivity diagnosis of every smarthost port (README,
+ * "The admin tool and probe").
  *
- * Every port of every smarthost, in config order and one after another, gets
- * one connection on the event loop (daemon/conn: DNS, connect, TLS,
- * greeting, EHLO, AUTH) that ends with QUIT: no mail is ever sent.  Each
- * port is reported on one line
+ * The engine (relay/probe.h) gives every port of every smarthost, in config
+ * order and one after another, one connection on the event loop (relay/conn:
+ * DNS, connect, TLS, greeting, EHLO, AUTH) that ends with QUIT: no mail is
+ * ever sent.  Here each port is reported on one line
  *
  *   NAME HOST:PORT/MODE: VERDICT DETAIL
  *
- * (VERDICT: "ok" or one of the DESIGN §6 words; the first failing stage
- * decides), followed by indented detail lines, and then the port delivery
- * will use: "delivery will use NAME HOST:PORT/MODE" or "no usable port:
- * mail will stay queued".  With json, a JSON array of one object per port
- * instead (keys smarthost, host, port, mode, verdict, detail, tls_version,
- * cipher, auth_mechanisms, elapsed_ms: DESIGN §6's list, kept exact).  In
+ * (VERDICT: "ok" or one of the verdict words listed in README "The admin
+ * tool and probe"; the first failing stage decides), followed by indented
+ * detail lines, and then the port delivery will use: "delivery will use
+ * NAME HOST:PORT/MODE" or "no usable port: mail will stay queued".  With
+ * json, a JSON array of one object per port instead (keys smarthost, host, port, mode, verdict, detail, tls_version,
+ * cipher, auth_mechanisms, elapsed_ms: the README's list, kept exact).  In
  * text, a section with senders = {...} adds a "serves senders:" line.
  */
 #ifndef SMTPRELAY_PROBE_H

@@ -12,7 +12,7 @@
 
 #include "conf/conf.h"
 #include "frontend/probe.h"
-#include "daemon/secaccess.h"
+#include "relay/secaccess.h"
 #include "lib/log.h"
 
 static struct config *probe_main_config(const char *path)

@@ -15,9 +15,9 @@
 #include "conf/conf.h"
 #include "conf/hostdefaults.h"
 #include "frontend/bs.h"
-#include "frontend/control.h"
+#include "queue/control.h"
 #include "frontend/enqueue.h"
-#include "frontend/mailq.h"
+#include "queue/mailq.h"
 #include "frontend/noconf.h"
 #include "frontend/priv.h"
 #include "lib/addr.h"
@@ -53,17 +53,17 @@ static int sendmail_parse_notify(const char *arg, unsigned *out)
 	strcpy(buf, arg);
 	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		if (strcasecmp(t, "never") == 0)
-			n |= Q_NOTIFY_NEVER;
+			n |= SMTP_NOTIFY_NEVER;
 		else if (strcasecmp(t, "success") == 0)
-			n |= Q_NOTIFY_SUCCESS;
+			n |= SMTP_NOTIFY_SUCCESS;
 		else if (strcasecmp(t, "failure") == 0)
-			n |= Q_NOTIFY_FAILURE;
+			n |= SMTP_NOTIFY_FAILURE;
 		else if (strcasecmp(t, "delay") == 0)
-			n |= Q_NOTIFY_DELAY;
+			n |= SMTP_NOTIFY_DELAY;
 		else
 			return -1;
 	}
-	if (n == 0 || ((n & Q_NOTIFY_NEVER) && n != Q_NOTIFY_NEVER))
+	if (n == 0 || ((n & SMTP_NOTIFY_NEVER) && n != SMTP_NOTIFY_NEVER))
 		return -1;
 	*out = n;
 	return 0;
@@ -108,9 +108,9 @@ static int sendmail_opt_value(struct sendmail_opts *o, int c, const char *arg)
 		    sendmail_bad("bad -N value (use never or success,failure,delay)", arg) : 0;
 	case 'R':
 		if (strcasecmp(arg, "full") == 0)
-			o->ret = Q_RET_FULL;
+			o->ret = SMTP_RET_FULL;
 		else if (strcasecmp(arg, "hdrs") == 0)
-			o->ret = Q_RET_HDRS;
+			o->ret = SMTP_RET_HDRS;
 		else
 			return sendmail_bad("bad -R value (use full or hdrs)", arg);
 		return 0;
@@ -193,7 +193,7 @@ static void sendmail_fatal_errors(const char *errors)
 }
 
 /* -C and $SMTPRELAY_CONF are for root, the service user, or an unprivileged
- * private instance: anyone else loses the setgid privilege first (DESIGN §1). */
+ * private instance: anyone else loses the setgid privilege first (sendmail(8) "SECURITY"). */
 static struct config *sendmail_config(const struct sendmail_opts *o)
 {
 	const char *env = getenv("SMTPRELAY_CONF");

@@ -24,7 +24,7 @@ struct sendmail_opts {
 	const char *envid;		/* -V */
 	const char *label;		/* -L */
 	unsigned notify;		/* -N */
-	enum q_ret ret;			/* -R */
+	enum smtp_ret ret;			/* -R */
 	bool eightbit;			/* -B 8BITMIME */
 	bool extract;			/* -t */
 	bool ignore_dots;		/* -i, -oi */

@@ -433,15 +433,15 @@ char *dkim_select_headers(const char *hdr, size_t hlen, const char *const *names
 
 char *dkim_from_domain(const char *value, size_t len)
 {
-	char **addrs = NULL, *d = NULL;
-	size_t n = 0;
-	int skipped = rfc5322_parse_addrlist(value, len, &addrs, &n);
-	const char *dom = n == 1 ? addr_domain(addrs[0]) : NULL;
+	struct strv addrs = { 0 };
+	char *d = NULL;
+	int skipped = rfc5322_parse_addrlist(value, len, &addrs);
+	const char *dom = skipped == 0 && addrs.n == 1 ? addr_domain(addrs.v[0]) : NULL;
 
-	if (skipped == 0 && dom && *dom && (d = strdup(dom)))
+	if (dom && *dom && (d = strdup(dom)))
 		for (char *p = d; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
-	rfc5322_free_list(addrs, n);
+	strv_free(&addrs);
 	return d;
 }
 

@@ -1,7 +1,7 @@
 /* Logging: syslog (facility mail) or stderr, one line per event.
  *
  * The daemon tags each line the way Postfix does, "smtprelay/ROLE[PID]",
- * so that pflogsumm and logwatch count it (DESIGN §6).  The role is a
+ * so that pflogsumm and logwatch count it (smtprelayd(8) "LOGGING").  The role is a
  * property of the call: a module sets its default by defining LOG_ROLE
  * before any #include (after config.h), and log_as() names another one for a
  * single line.  Front ends never enable roles: their tag is the ident.

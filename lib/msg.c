@@ -207,25 +207,18 @@ static char *msg_field_value(const struct msg *m, size_t colon, size_t *len)
 
 static int msg_extract(struct msg *m, struct strv *l, size_t colon)
 {
-	char *v, **a;
-	size_t vlen, na, i;
+	char *v;
+	size_t vlen;
 	int r;
 
 	if (!(v = msg_field_value(m, colon, &vlen)))
 		return msg_fail(m, MSG_ENOMEM);
-	r = rfc5322_parse_addrlist(v, vlen, &a, &na);
+	r = rfc5322_parse_addrlist(v, vlen, l);
 	free(v);
 	if (r < 0)
 		return msg_fail(m, MSG_ENOMEM);
 	m->skipped += (size_t)r;
-	for (i = 0; i < na; i++)
-		if (strv_push(l, a[i]) < 0)
-			break;
-	r = i < na ? msg_fail(m, MSG_ENOMEM) : 0;
-	for (; i < na; i++)
-		free(a[i]);
-	free(a);
-	return r;
+	return 0;
 }
 
 /* rewrite_from_header: a From: holding one local address gets rewrite_from,

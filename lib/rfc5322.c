@@ -299,7 +299,7 @@ static int rfc5322_entry_addr(const char *s, const struct rfc5322_entry *e,
 }
 
 struct rfc5322_list {
-	struct strv addrs;
+	struct strv *addrs;
 	int skipped;
 };
 
@@ -316,35 +316,21 @@ static int rfc5322_list_entry(void *ctx, const char *s, const struct rfc5322_ent
 		l->skipped++;
 	if (r != RFC5322_FOUND)
 		return 0;
-	if (strv_push(&l->addrs, a) < 0) {
+	if (strv_push(l->addrs, a) < 0) {
 		free(a);
 		return -1;
 	}
 	return 0;
 }
 
-void rfc5322_free_list(char **addrs, size_t n)
+int rfc5322_parse_addrlist(const char *value, size_t len, struct strv *addrs)
 {
-	if (!addrs)
-		return;
-	for (size_t i = 0; i < n; i++)
-		free(addrs[i]);
-	free(addrs);
-}
+	struct rfc5322_list l = { .addrs = addrs };
 
-int rfc5322_parse_addrlist(const char *value, size_t len, char ***addrs, size_t *naddrs)
-{
-	struct rfc5322_list l = { 0 };
-
-	*addrs = NULL;
-	*naddrs = 0;
 	if (rfc5322_split(value, len, rfc5322_list_entry, &l) < 0) {
-		strv_free(&l.addrs);
 		errno = ENOMEM;
 		return -1;
 	}
-	*addrs = l.addrs.v;
-	*naddrs = l.addrs.n;
 	return l.skipped;
 }
 

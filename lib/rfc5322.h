@@ -3,6 +3,8 @@
 #define SMTPRELAY_RFC5322_H
 
 #include <stddef.h>
+
+#include "lib/strv.h"
 #include <time.h>
 
 /* "Sun, 22 Nov 2026 11:08:59 +0000" plus NUL fits in this. */
@@ -17,11 +19,10 @@
  * not yield a valid address (addr_valid with ADDR_ALLOW_BARE|ADDR_ALLOW_UTF8),
  * or has an unterminated quote, comment, domain literal or angle bracket, is
  * skipped and counted.
- * Returns the number of skipped members (>= 0; saturates at INT_MAX), with
- * *addrs a new array of *naddrs new strings (NULL when none; free with
- * rfc5322_free_list), or -1 on ENOMEM with *addrs = NULL, *naddrs = 0. */
-int rfc5322_parse_addrlist(const char *value, size_t len, char ***addrs, size_t *naddrs);
-void rfc5322_free_list(char **addrs, size_t n);
+ * The addresses are appended to addrs (new strings, the caller's to free
+ * with strv_free).  Returns the number of skipped members (>= 0; saturates
+ * at INT_MAX), or -1 on ENOMEM (addrs may then hold some of them). */
+int rfc5322_parse_addrlist(const char *value, size_t len, struct strv *addrs);
 
 /* If value (unfolded) holds exactly one mailbox and nothing else that is not
  * ignorable (no group, no garbage), return 1 with *addr its addr-spec (new

@@ -99,9 +99,9 @@ static bool envelope_text_ok(const char *s, size_t max)
 
 static bool envelope_notify_ok(unsigned n)
 {
-	if (n == Q_NOTIFY_NEVER || n == 0)
+	if (n == SMTP_NOTIFY_NEVER || n == 0)
 		return true;
-	return (n & ~(unsigned)(Q_NOTIFY_SUCCESS | Q_NOTIFY_FAILURE | Q_NOTIFY_DELAY)) == 0;
+	return (n & ~(unsigned)(SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY)) == 0;
 }
 
 static int envelope_bad(char *err, size_t errlen, const char *what)
@@ -145,7 +145,7 @@ int envelope_check(const struct q_envelope *env, char *err, size_t errlen)
 		return envelope_bad(err, errlen, "sender address");
 	if (env->envid && !envelope_text_ok(env->envid, Q_MAX_STR))
 		return envelope_bad(err, errlen, "ENVID");
-	if ((unsigned)env->ret > Q_RET_HDRS)
+	if ((unsigned)env->ret > SMTP_RET_HDRS)
 		return envelope_bad(err, errlen, "RET");
 	return envelope_check_rcpts(env, err, errlen);
 }
@@ -547,7 +547,7 @@ static int envelope_head(struct envelope_parser *p, struct q_envelope *env,
 	}
 	if (envelope_field(p, "ret", &v) < 0 || envelope_name(p, v, envelope_ret_names, 3, "ret", &ret) < 0)
 		return -1;
-	env->ret = (enum q_ret)ret;
+	env->ret = (enum smtp_ret)ret;
 	if (envelope_bool(p, "smtputf8", &env->smtputf8) < 0)
 		return -1;
 	return envelope_bool(p, "8bitmime", &env->eightbit);

@@ -23,6 +23,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "smtp/dsnparam.h"
+
 #define QID_LEN 20			/* max characters of a queue id */
 #define QID_SIZE (QID_LEN + 1)
 #define QID_ID_LEN 18			/* every id has exactly this length */
@@ -30,10 +32,6 @@
 enum q_area { Q_MAILDROP, Q_QUEUE };
 
 enum q_rcpt_state { Q_PENDING, Q_DEFERRED, Q_DELIVERED, Q_FAILED };
-
-/* DSN NOTIFY bits (RFC 3461); 0 = not given (default: failure). */
-enum q_notify { Q_NOTIFY_NEVER = 1, Q_NOTIFY_SUCCESS = 2, Q_NOTIFY_FAILURE = 4, Q_NOTIFY_DELAY = 8 };
-enum q_ret { Q_RET_DEFAULT, Q_RET_FULL, Q_RET_HDRS };
 
 struct q_rcpt {
 	char *addr;			/* resolved, fully qualified */
@@ -53,7 +51,7 @@ struct q_envelope {
 	struct q_rcpt *rcpts;
 	size_t nrcpts;
 	char *envid;			/* DSN ENVID, NULL when none */
-	enum q_ret ret;
+	enum smtp_ret ret;
 	bool smtputf8;
 	bool eightbit;			/* BODY=8BITMIME */
 	long uid;			/* submitting uid; -1 for the listener */
@@ -62,7 +60,7 @@ struct q_envelope {
 	uint64_t size;			/* bytes of content */
 	uint64_t content_offset;	/* where content starts in the file */
 	unsigned dsn_count;		/* DSNs already generated for it */
-	/* On hold (DESIGN §4 "Nothing disappears silently"): nothing left to
+	/* On hold (README "Running it", "Nothing disappears silently"): nothing left to
 	 * deliver, a failure nobody was told about (a failed DSN, a suppressed
 	 * DSN); kept until queue_lifetime ends or `smtprelay delete`.  State file. */
 	bool held;

@@ -161,14 +161,14 @@ static int rawsub_opts(FILE *f, struct submit_params *p)
 	for (int i = 0; i < 5; i++)
 		if (v[i] != 0 && v[i] != 1)
 			return -1;
-	if (v[5] < Q_RET_DEFAULT || v[5] > Q_RET_HDRS || v[6] < 0 || v[6] > 15)
+	if (v[5] < SMTP_RET_DEFAULT || v[5] > SMTP_RET_HDRS || v[6] < 0 || v[6] > 15)
 		return -1;
 	p->extract_rcpts = v[0];
 	p->from_stdin = v[1];
 	p->dot_ends = v[2];
 	p->eightbit = v[3];
 	p->smtputf8 = v[4];
-	p->ret = (enum q_ret)v[5];
+	p->ret = (enum smtp_ret)v[5];
 	p->notify = (unsigned)v[6];
 	return 0;
 }

@@ -1,6 +1,6 @@
 /* The raw submission record: what a sendmail front end hands to the daemon
  * when it could not read the system configuration (a caller confined with
- * NoNewPrivileges and not in the service group, DESIGN §3).  Without the
+ * NoNewPrivileges and not in the service group, README "Who may use which config").  Without the
  * configuration the front end cannot resolve aliases, rewrite the sender,
  * qualify headers with the configured host name or know max_message_size,
  * so it sends the submission as given and the daemon runs the usual

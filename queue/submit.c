@@ -53,7 +53,7 @@ static void submit_set_error(struct submit_error *e, int exit_code, int smtp_cod
 	va_end(ap);
 }
 
-/* Map a spool errno to what the caller should tell its client (DESIGN §3:
+/* Map a spool errno to what the caller should tell its client (smtprelayd(8) "Queue guarantees":
  * disk full or spool unwritable is a temporary failure, 452 / exit 75). */
 static void submit_spool_error(struct submit_error *e, int err, const char *what)
 {
@@ -80,7 +80,7 @@ static void submit_spool_error(struct submit_error *e, int err, const char *what
 		break;
 	default:
 		/* An I/O error is a disk's bad moment, not a verdict on the
-		 * message: the caller should try again (DESIGN §3). */
+		 * message: the caller should try again (smtprelayd(8), "Queue guarantees"). */
 		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "spool error: %s", what);
 		break;
 	}
@@ -112,8 +112,8 @@ static int submit_list_add(char ***list, size_t *n, const char *addr)
 }
 
 /* Validate and resolve one recipient as given; the count of addresses in
- * *out, or -1 with e set. */
-static int submit_expand(const struct config *conf, const char *given, char ***out,
+ * out, or -1 with e set. */
+static int submit_expand(const struct config *conf, const char *given, struct strv *out,
     struct submit_error *e)
 {
 	char err[256] = "";
@@ -134,19 +134,19 @@ static int submit_expand(const struct config *conf, const char *given, char ***o
 int submit_resolve(const struct config *conf, const char *given, char ***list, size_t *n,
     struct submit_error *e)
 {
-	char **out = NULL;
+	struct strv out = { 0 };
 	int cnt = submit_expand(conf, given, &out, e);
 
 	if (cnt < 0)
 		return -1;
 	for (int i = 0; i < cnt; i++) {
-		if (submit_list_add(list, n, out[i]) < 0) {
-			submit_free_list(out, (size_t)cnt);
+		if (submit_list_add(list, n, out.v[i]) < 0) {
+			strv_free(&out);
 			submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
 			return -1;
 		}
 	}
-	submit_free_list(out, (size_t)cnt);
+	strv_free(&out);
 	return 0;
 }
 
@@ -186,29 +186,30 @@ static int submit_add(struct submit *s, const char *addr, unsigned notify, const
 static int submit_take(struct submit *s, const char *given, unsigned notify, const char *orcpt,
     struct submit_error *e)
 {
-	char **out = NULL, *q = NULL;
+	struct strv out = { 0 };
+	char *q = NULL;
 	int cnt = submit_expand(s->conf, given, &out, e), r = 0;
 
 	if (cnt < 0)
 		return -1;
 	if (s->max_rcpts && s->nrcpts + (size_t)cnt > s->max_rcpts) {
-		submit_free_list(out, (size_t)cnt);
+		strv_free(&out);
 		submit_set_error(e, EX_DATAERR, 452, "4.5.3",
 		    "too many recipients: more than %u (max_recipients)", s->max_rcpts);
 		return -1;
 	}
 	for (int i = 0; i < cnt && r == 0; i++) {
 		const char *o = orcpt;
-		if (!o && strcmp(out[i], given) != 0) {
+		if (!o && strcmp(out.v[i], given) != 0) {
 			if (!q && !(q = addr_qualify(given, s->conf->hostname)))
 				r = -1;
-			o = q && strcmp(out[i], q) != 0 ? q : NULL;
+			o = q && strcmp(out.v[i], q) != 0 ? q : NULL;
 		}
 		if (r == 0)
-			r = submit_add(s, out[i], notify, o);
+			r = submit_add(s, out.v[i], notify, o);
 	}
 	free(q);
-	submit_free_list(out, (size_t)cnt);
+	strv_free(&out);
 	if (r < 0)
 		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
 	return r;

@@ -19,7 +19,7 @@ struct submit_params {
 	const struct config *conf;
 	struct queue *queue;
 	enum q_area area;		/* Q_MAILDROP from sendmail, Q_QUEUE in the daemon */
-	bool handover;			/* write to handover_fd instead (see frontend/handoff.h) */
+	bool handover;			/* write to handover_fd instead (see queue/handoff.h) */
 	int handover_fd;
 	const char *sender;		/* as given ("" = null sender) */
 	char *const *rcpts;		/* as given: addresses or local names */
@@ -35,7 +35,7 @@ struct submit_params {
 	unsigned notify;		/* q_notify bits for every recipient, 0 = default */
 	const unsigned *notify_each;	/* or per recipient (SMTP NOTIFY=), may be NULL */
 	char *const *orcpts;		/* per recipient ORCPT= ("rfc822;addr"), may be NULL */
-	enum q_ret ret;
+	enum smtp_ret ret;
 	const char *envid;
 	bool eightbit;			/* declared 8BITMIME */
 	bool smtputf8;

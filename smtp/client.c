@@ -9,7 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "conf/conf.h"
 #include "lib/buf.h"
 #include "smtp/sasl.h"
 
@@ -161,10 +160,10 @@ static const struct {
 	const char *name;
 } client_mechs[] = {
 	/* Preference order: tokens only when allowed explicitly (see choose). */
-	{ CONF_AUTH_XOAUTH2, "XOAUTH2" },
-	{ CONF_AUTH_OAUTHBEARER, "OAUTHBEARER" },
-	{ CONF_AUTH_PLAIN, "PLAIN" },
-	{ CONF_AUTH_LOGIN, "LOGIN" },
+	{ SASL_XOAUTH2, "XOAUTH2" },
+	{ SASL_OAUTHBEARER, "OAUTHBEARER" },
+	{ SASL_PLAIN, "PLAIN" },
+	{ SASL_LOGIN, "LOGIN" },
 };
 
 const char *smtp_client_stage_name(enum smtp_client_stage s)
@@ -575,7 +574,7 @@ static void client_after_hello(struct smtp_client *c)
 		c->state = CS_STARTTLS;
 		return;
 	}
-	/* PORT/none: credentials are never sent without TLS (DESIGN §4). */
+	/* PORT/none: credentials are never sent without TLS (smtprelayd(8) "Delivery"). */
 	if (c->username && c->tls != SMTP_CLIENT_TLS_NONE) {
 		client_auth_start(c);
 		return;
@@ -643,7 +642,7 @@ static void client_on_starttls(struct smtp_client *c)
 static unsigned client_auth_choose(const struct smtp_client *c)
 {
 	/* Token mechanisms need a token, not a password: only when asked for. */
-	unsigned allowed = c->auth_mechs ? c->auth_mechs : CONF_AUTH_PLAIN | CONF_AUTH_LOGIN;
+	unsigned allowed = c->auth_mechs ? c->auth_mechs : SASL_PLAIN | SASL_LOGIN;
 	unsigned ok = allowed & c->ehlo.auth_offered;
 
 	for (size_t i = 0; i < sizeof(client_mechs) / sizeof(client_mechs[0]); i++)
@@ -677,7 +676,7 @@ static bool client_auth_possible(struct smtp_client *c)
 	c->auth_mech = client_auth_choose(c);
 	if (c->auth_mech)
 		return true;
-	client_mech_list(c->auth_mechs ? c->auth_mechs : CONF_AUTH_PLAIN | CONF_AUTH_LOGIN,
+	client_mech_list(c->auth_mechs ? c->auth_mechs : SASL_PLAIN | SASL_LOGIN,
 	    allowed, sizeof(allowed));
 	client_fail(c, SMTP_CLIENT_E_AUTH_UNSUPPORTED, false, true,
 	    "server offers AUTH %s, none of the allowed mechanisms (%s)", c->ehlo.auth_raw, allowed);
@@ -691,11 +690,11 @@ static int client_auth_initial(struct smtp_client *c)
 	const char *name = smtp_client_mech_name(c->auth_mech);
 	int r;
 
-	if (c->auth_mech == CONF_AUTH_LOGIN)
+	if (c->auth_mech == SASL_LOGIN)
 		return client_printf(c, "AUTH LOGIN\r\n");
-	if (c->auth_mech == CONF_AUTH_PLAIN)
+	if (c->auth_mech == SASL_PLAIN)
 		r = sasl_plain(&c->auth_sent, c->username, c->secret);
-	else if (c->auth_mech == CONF_AUTH_XOAUTH2)
+	else if (c->auth_mech == SASL_XOAUTH2)
 		r = sasl_xoauth2(&c->auth_sent, c->username, c->secret);
 	else
 		r = sasl_oauthbearer(&c->auth_sent, c->username, c->server_host, c->server_port,
@@ -710,7 +709,7 @@ static void client_auth_start(struct smtp_client *c)
 	if (!client_auth_possible(c))
 		return;
 	c->state = CS_AUTH;
-	c->auth_step = c->auth_mech == CONF_AUTH_LOGIN ? AS_LOGIN_USER : AS_INITIAL;
+	c->auth_step = c->auth_mech == SASL_LOGIN ? AS_LOGIN_USER : AS_INITIAL;
 	c->auth_detail[0] = '\0';
 	if (client_auth_initial(c) < 0)
 		client_nomem(c);
@@ -759,9 +758,9 @@ static void client_auth_challenge(struct smtp_client *c)
 		client_copy_text(c->auth_detail, sizeof(c->auth_detail), b64, strlen(b64));
 	client_scrub(c, c->auth_detail);
 	buf_free(&dec);
-	if (c->auth_mech == CONF_AUTH_XOAUTH2)
+	if (c->auth_mech == SASL_XOAUTH2)
 		r = client_printf(c, "\r\n");
-	else if (c->auth_mech == CONF_AUTH_OAUTHBEARER)
+	else if (c->auth_mech == SASL_OAUTHBEARER)
 		r = client_printf(c, "AQ==\r\n");	/* RFC 7628 §3.2.3: a lone ^A */
 	else
 		r = client_printf(c, "*\r\n");
@@ -1090,7 +1089,7 @@ static size_t client_digits(const char *s, size_t len, size_t max)
 }
 
 /* RFC 3463 "class.subject.detail" after the code of a first reply line;
- * the relay decides on it (DESIGN §4), so it is data, not text to re-parse. */
+ * the relay decides on it (smtprelayd(8) "Delivery"), so it is data, not text to re-parse. */
 static void client_enhanced(struct client_reply *r, const char *line, size_t len)
 {
 	const char *p = line + 4;
@@ -1286,9 +1285,9 @@ static int client_render_mail(const struct smtp_client *c, const struct smtp_cli
 		r = buf_puts(b, " BODY=8BITMIME");
 	if (r == 0 && m->smtputf8)
 		r = buf_puts(b, " SMTPUTF8");	/* offered: checked before */
-	if (r == 0 && e->dsn && m->ret == SMTP_CLIENT_RET_FULL)
+	if (r == 0 && e->dsn && m->ret == SMTP_RET_FULL)
 		r = buf_puts(b, " RET=FULL");
-	if (r == 0 && e->dsn && m->ret == SMTP_CLIENT_RET_HDRS)
+	if (r == 0 && e->dsn && m->ret == SMTP_RET_HDRS)
 		r = buf_puts(b, " RET=HDRS");
 	if (r == 0 && e->dsn && m->envid && *m->envid) {
 		r = buf_puts(b, " ENVID=");
@@ -1306,13 +1305,13 @@ static int client_render_notify(struct buf *b, unsigned n)
 		unsigned bit;
 		const char *name;
 	} kw[] = {
-		{ SMTP_CLIENT_NOTIFY_SUCCESS, "SUCCESS" },
-		{ SMTP_CLIENT_NOTIFY_FAILURE, "FAILURE" },
-		{ SMTP_CLIENT_NOTIFY_DELAY, "DELAY" },
+		{ SMTP_NOTIFY_SUCCESS, "SUCCESS" },
+		{ SMTP_NOTIFY_FAILURE, "FAILURE" },
+		{ SMTP_NOTIFY_DELAY, "DELAY" },
 	};
 	const char *sep = " NOTIFY=";
 
-	if (n & SMTP_CLIENT_NOTIFY_NEVER)
+	if (n & SMTP_NOTIFY_NEVER)
 		return buf_puts(b, " NOTIFY=NEVER");
 	for (size_t i = 0; i < sizeof(kw) / sizeof(kw[0]); i++) {
 		if (!(n & kw[i].bit))

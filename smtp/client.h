@@ -14,7 +14,7 @@
  *   CLOSED     close the connection (optionally flush pending output first:
  *              a courtesy QUIT); see smtp_client_error()
  *
- * Policy (DESIGN §4): credentials are only used on a TLS session.  With
+ * Policy (smtprelayd(8) "Delivery"): credentials are only used on a TLS session.  With
  * SMTP_CLIENT_TLS_NONE ("PORT/none", internal relays) a configured username
  * is ignored and no AUTH is sent.  In STARTTLS mode a server without
  * STARTTLS (or without EHLO) fails the session; it never goes on in
@@ -33,6 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "smtp/dsnparam.h"
 
 #define SMTP_CLIENT_LINE_MAX 4096	/* default bound on a reply line */
 #define SMTP_CLIENT_LINES_MAX 200	/* default bound on lines per reply */
@@ -53,7 +55,7 @@ struct smtp_client_params {
 	enum smtp_client_tls tls;
 	const char *username;		/* NULL: no AUTH */
 	const char *secret;		/* password or OAuth2 access token; copied, wiped on free */
-	unsigned auth_mechs;		/* allowed CONF_AUTH_* bits; 0 = PLAIN or LOGIN, best offered */
+	unsigned auth_mechs;		/* allowed SASL_* bits (smtp/sasl.h); 0 = PLAIN or LOGIN, best offered */
 	const char *server_host;	/* for OAUTHBEARER host= (NULL: left out) */
 	unsigned server_port;		/* for OAUTHBEARER port= (0: left out) */
 	size_t line_max;		/* 0 = SMTP_CLIENT_LINE_MAX, else 64..1 MiB */
@@ -103,15 +105,6 @@ enum smtp_client_error {
 	SMTP_CLIENT_E_INTERNAL,		/* out of memory, output bound exceeded */
 };
 
-/* DSN parameters: same values as enum q_notify / enum q_ret (queue/queue.h). */
-enum smtp_client_notify {
-	SMTP_CLIENT_NOTIFY_NEVER = 1,
-	SMTP_CLIENT_NOTIFY_SUCCESS = 2,
-	SMTP_CLIENT_NOTIFY_FAILURE = 4,
-	SMTP_CLIENT_NOTIFY_DELAY = 8,
-};
-enum smtp_client_ret { SMTP_CLIENT_RET_DEFAULT, SMTP_CLIENT_RET_FULL, SMTP_CLIENT_RET_HDRS };
-
 struct smtp_client_msg {
 	const char *sender;		/* "" for the null sender <> */
 	const char *const *rcpts;
@@ -120,8 +113,8 @@ struct smtp_client_msg {
 	bool eightbit;			/* BODY=8BITMIME when offered */
 	bool smtputf8;			/* SMTPUTF8 needed: fails locally when not offered */
 	const char *envid;		/* DSN ENVID (plain text, xtext-encoded here) or NULL */
-	int ret;			/* enum smtp_client_ret */
-	const unsigned *notify;		/* per recipient SMTP_CLIENT_NOTIFY_* bits (0 = none), or NULL */
+	int ret;			/* enum smtp_ret */
+	const unsigned *notify;		/* per recipient SMTP_NOTIFY_* bits (0 = none), or NULL */
 	const char *const *orcpts;	/* per recipient original address, NULL entries / NULL = none;
 					 * "type;xtext" (e.g. "rfc822;a+2Bb@x") is sent as is */
 	/* `smtprelay probe`: MAIL FROM only (no recipients, nothing sent): its
@@ -149,7 +142,7 @@ struct smtp_client_ehlo {
 	bool pipelining, starttls, eightbitmime, smtputf8, dsn, enhancedstatuscodes;
 	bool size_ext;			/* SIZE offered */
 	uint64_t size;			/* its limit; 0 = none given */
-	unsigned auth_offered;		/* CONF_AUTH_* bits we know */
+	unsigned auth_offered;		/* SASL_* bits (smtp/sasl.h) we know */
 	char auth_raw[256];		/* every mechanism offered, space-separated */
 	char raw[1024];			/* extension keywords, space-separated */
 };
@@ -216,9 +209,9 @@ const struct smtp_client_ehlo *smtp_client_ehlo(const struct smtp_client *c);
 /* The server's greeting ("220 smtp.example.com ESMTP ready", lines joined
  * with "; ", control characters replaced), "" until it arrived. */
 const char *smtp_client_greeting(const struct smtp_client *c);
-/* The CONF_AUTH_* mechanism that authenticated the session, 0 when none. */
+/* The SASL_* (smtp/sasl.h) mechanism that authenticated the session, 0 when none. */
 unsigned smtp_client_auth_used(const struct smtp_client *c);
-/* Mechanism name for a CONF_AUTH_* bit ("PLAIN"), "" when unknown. */
+/* Mechanism name for a SASL_* (smtp/sasl.h) bit ("PLAIN"), "" when unknown. */
 const char *smtp_client_mech_name(unsigned mech);
 
 #endif

@@ -9,6 +9,14 @@
 
 #include "lib/buf.h"
 
+/* The mechanisms we speak, as bits so that a configuration can allow a set. */
+enum sasl_mech {
+	SASL_PLAIN = 1 << 0,
+	SASL_LOGIN = 1 << 1,
+	SASL_XOAUTH2 = 1 << 2,
+	SASL_OAUTHBEARER = 1 << 3,
+};
+
 #define SASL_INPUT_MAX (64 * 1024)	/* longest clear text we encode or decode */
 
 /* Append base64 of data.  0, or -1 (ENOBUFS, ENOMEM, EINVAL when too long). */

@@ -12,7 +12,7 @@
 
 #include "lib/addr.h"
 #include "lib/buf.h"
-#include "queue/queue.h"
+#include "smtp/dsnparam.h"
 #include "smtp/eod.h"
 #include "smtp/reply.h"
 
@@ -209,8 +209,8 @@ static int smtp_server_param_size(const char *v, struct smtp_params *pp)
 static int smtp_server_param_notify(const char *v, struct smtp_params *pp)
 {
 	static const struct { const char *name; unsigned bit; } kw[] = {
-		{ "NEVER", Q_NOTIFY_NEVER }, { "SUCCESS", Q_NOTIFY_SUCCESS },
-		{ "FAILURE", Q_NOTIFY_FAILURE }, { "DELAY", Q_NOTIFY_DELAY },
+		{ "NEVER", SMTP_NOTIFY_NEVER }, { "SUCCESS", SMTP_NOTIFY_SUCCESS },
+		{ "FAILURE", SMTP_NOTIFY_FAILURE }, { "DELAY", SMTP_NOTIFY_DELAY },
 	};
 	unsigned bits = 0;
 
@@ -227,7 +227,7 @@ static int smtp_server_param_notify(const char *v, struct smtp_params *pp)
 			return -1;
 	}
 	/* NEVER excludes everything else (RFC 3461 §4.1). */
-	if (bits == 0 || ((bits & Q_NOTIFY_NEVER) && bits != Q_NOTIFY_NEVER))
+	if (bits == 0 || ((bits & SMTP_NOTIFY_NEVER) && bits != SMTP_NOTIFY_NEVER))
 		return -1;
 	pp->notify = bits;
 	return 0;
@@ -271,9 +271,9 @@ static int smtp_server_param_body(const char *v, struct smtp_params *pp)
 static int smtp_server_param_ret(const char *v, struct smtp_params *pp)
 {
 	if (v && strcasecmp(v, "FULL") == 0)
-		pp->ret = Q_RET_FULL;
+		pp->ret = SMTP_RET_FULL;
 	else if (v && strcasecmp(v, "HDRS") == 0)
-		pp->ret = Q_RET_HDRS;
+		pp->ret = SMTP_RET_HDRS;
 	else
 		return -1;
 	return 0;
@@ -770,7 +770,7 @@ static int smtp_server_reply_queued(struct smtp_server *s, char *id)
 static int smtp_server_data_end(struct smtp_server *s)
 {
 	struct smtp_txn *t = &s->t;
-	char id[QID_SIZE + 32] = "";
+	char id[SMTP_SERVER_ID_SIZE] = "";
 	int r;
 
 	id[sizeof(id) - 1] = '\0';
@@ -946,7 +946,7 @@ bool smtp_server_committing(const struct smtp_server *s)
 void smtp_server_commit_done(struct smtp_server *s, const char *queue_id,
     const struct smtp_reply *fail)
 {
-	char id[QID_SIZE + 32];
+	char id[SMTP_SERVER_ID_SIZE];
 	int r;
 
 	if (s->state != SS_COMMIT)

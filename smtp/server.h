@@ -17,6 +17,7 @@
 #define SMTP_LINE_MAX 512		/* command line incl. CRLF (RFC 5321 §4.5.3.1.4) */
 #define SMTP_OUT_HIGH 65536		/* replies pending: stop reading commands */
 #define SMTP_IN_MAX (1024 * 1024)	/* unprocessed input kept at most */
+#define SMTP_SERVER_ID_SIZE 64		/* room for the id a sink's commit returns */
 
 struct smtp_reply {
 	int code;			/* e.g. 452 */
@@ -32,7 +33,7 @@ struct smtp_envelope_in {
 	bool eightbit;			/* BODY=8BITMIME */
 	bool smtputf8;
 	const char *envid;		/* ENVID= xtext-decoded, or NULL */
-	int ret;			/* 0 none, 1 FULL, 2 HDRS (enum q_ret) */
+	int ret;			/* 0 none, 1 FULL, 2 HDRS (enum smtp_ret) */
 	const unsigned *notify;		/* per recipient, q_notify bits (0 = not given) */
 	char *const *orcpts;		/* per recipient ORCPT= decoded as "rfc822;addr",
 					 * or NULL entries */

@@ -12,6 +12,7 @@
 #include "conf/conf.h"
 #include "tests/ckutil.h"
 #include "lib/log.h"
+#include "tests/ckrun.h"
 
 static char tmpdir[64];
 static char conf_path[128];
@@ -73,16 +74,17 @@ static char *capture_stop(void)
 /* Resolve addr and compare with the expected comma-joined list. */
 static void assert_resolves(const struct config *c, const char *addr, const char *want)
 {
-	char err[256] = "", got[2048] = "", **out = NULL;
+	char err[256] = "", got[2048] = "";
+	struct strv out = { 0 };
 	int n = conf_resolve(c, addr, &out, err, sizeof(err));
 
 	ck_assert_msg(n >= 0, "resolving %s failed: %s", addr, err);
 	for (int i = 0; i < n; i++) {
 		if (i)
 			strcat(got, ", ");
-		strncat(got, out[i], sizeof(got) - strlen(got) - 3);
+		strncat(got, out.v[i], sizeof(got) - strlen(got) - 3);
 	}
-	conf_strv_free(out, (size_t)n);
+	strv_free(&out);
 	ck_assert_str_eq(got, want);
 }
 
@@ -269,10 +271,11 @@ START_TEST(test_resolve_loop)
 		"  d6 = \"d7\"  d7 = \"d8\"  d8 = \"d9\"  d9 = \"d10\"  d10 = \"d11\"  d11 = \"end@example.com\"\n"
 		"  e = \"d5\"\n"
 		"}\n");
-	char err[256] = "", **out = NULL;
+	char err[256] = "";
+	struct strv out = { 0 };
 
 	ck_assert_int_eq(conf_resolve(c, "a", &out, err, sizeof(err)), -1);
-	ck_assert_ptr_null(out);
+	ck_assert_ptr_null(out.v);
 	ck_assert_str_eq(err, "alias loop: a -> b -> c -> a");
 	ck_assert_int_eq(conf_resolve(c, "d", &out, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "nested more than 10"));
@@ -322,22 +325,22 @@ END_TEST
 
 START_TEST(test_split)
 {
-	char **t = NULL, err[256];
-	size_t n = 0;
+	char err[256];
+	struct strv t = { 0 };
 
-	ck_assert_int_eq(conf_alias_split(" a@b.example ,c, \"x y\"@d.example ", &t, &n, err, sizeof(err)), 0);
-	ck_assert_uint_eq(n, 3);
-	ck_assert_str_eq(t[0], "a@b.example");
-	ck_assert_str_eq(t[1], "c");
-	ck_assert_str_eq(t[2], "\"x y\"@d.example");
-	conf_strv_free(t, n);
-	ck_assert_int_eq(conf_alias_split("", &t, &n, err, sizeof(err)), -1);
-	ck_assert_int_eq(conf_alias_split("a@b.example,", &t, &n, err, sizeof(err)), -1);
-	ck_assert_int_eq(conf_alias_split("a@@b", &t, &n, err, sizeof(err)), -1);
+	ck_assert_int_eq(conf_alias_split(" a@b.example ,c, \"x y\"@d.example ", &t, err, sizeof(err)), 0);
+	ck_assert_uint_eq(t.n, 3);
+	ck_assert_str_eq(t.v[0], "a@b.example");
+	ck_assert_str_eq(t.v[1], "c");
+	ck_assert_str_eq(t.v[2], "\"x y\"@d.example");
+	strv_free(&t);
+	ck_assert_int_eq(conf_alias_split("", &t, err, sizeof(err)), -1);
+	ck_assert_int_eq(conf_alias_split("a@b.example,", &t, err, sizeof(err)), -1);
+	ck_assert_int_eq(conf_alias_split("a@@b", &t, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "not a valid address"));
-	ck_assert_int_eq(conf_alias_split(":include:/etc/x", &t, &n, err, sizeof(err)), -1);
+	ck_assert_int_eq(conf_alias_split(":include:/etc/x", &t, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, ":include: targets are not supported"));
-	ck_assert_int_eq(conf_alias_split("/var/mail/x", &t, &n, err, sizeof(err)), -1);
+	ck_assert_int_eq(conf_alias_split("/var/mail/x", &t, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "file targets"));
 }
 END_TEST
@@ -362,11 +365,5 @@ static Suite *alias_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(alias_suite());
-	int failed;
-
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(alias_suite());
 }

@@ -16,6 +16,7 @@
 #include "conf/conf.h"
 #include "tests/ckutil.h"
 #include "lib/log.h"
+#include "tests/ckrun.h"
 
 static char tmpdir[64];
 static char conf_path[128];
@@ -258,7 +259,7 @@ START_TEST(test_every_key)
 	ck_assert_int_eq(p->ports[5].mode, CONF_TLS_STARTTLS);
 	ck_assert_str_eq(p->username, "AKIAEXAMPLE");
 	ck_assert_str_eq(p->password, "s3cret");
-	ck_assert_uint_eq(p->auth_mechs, CONF_AUTH_PLAIN | CONF_AUTH_LOGIN);
+	ck_assert_uint_eq(p->auth_mechs, SASL_PLAIN | SASL_LOGIN);
 	ck_assert(!p->tls_verify);
 	ck_assert_str_eq(p->tls_ca_file, "/etc/ssl/private-ca.pem");
 	ck_assert_int_eq(p->tls_min_version, 0x0304);
@@ -279,7 +280,7 @@ START_TEST(test_every_key)
 	ck_assert_str_eq(m->oauth2_refresh_token_file, "/var/lib/smtprelay/m365.refresh");
 	ck_assert_str_eq(m->oauth2_scope, "https://outlook.office.com/SMTP.Send offline_access");
 	/* Built-in OAuth2 implies the OAuth mechanisms. */
-	ck_assert_uint_eq(m->auth_mechs, CONF_AUTH_XOAUTH2 | CONF_AUTH_OAUTHBEARER);
+	ck_assert_uint_eq(m->auth_mechs, SASL_XOAUTH2 | SASL_OAUTHBEARER);
 	ck_assert_ptr_null(m->password);
 	conf_free(c);
 }
@@ -1087,7 +1088,7 @@ START_TEST(test_smtprelayd_version_output)
 }
 END_TEST
 
-/* dkim sections (DESIGN §7): parsed here, keys loaded by daemon/signer.c. */
+/* dkim sections (smtprelay.conf(5) "DKIM SECTIONS"): parsed here, keys loaded by relay/signer.c. */
 START_TEST(test_dkim_sections)
 {
 	struct config *c = load_ok(
@@ -1186,11 +1187,5 @@ static Suite *conf_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(conf_suite());
-	int failed;
-
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(conf_suite());
 }

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "lib/buf.h"
 #include "lib/dkim.h"
+#include "tests/ckrun.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -351,8 +352,6 @@ int main(void)
 {
 	Suite *s = suite_create("dkim");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_rfc6376_example);
@@ -366,9 +365,5 @@ int main(void)
 	tcase_add_test(tc, test_keys);
 	tcase_add_test(tc, test_short_rsa);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(s);
 }

@@ -9,6 +9,7 @@
 #include "daemon/dsn.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "tests/ckrun.h"
 
 struct part {
 	char *headers;
@@ -318,14 +319,14 @@ START_TEST(test_wanted)
 	bool failed[2] = { true, false };
 
 	ck_assert(dsn_wanted(e, failed));
-	e->rcpts[0].notify = Q_NOTIFY_NEVER;
+	e->rcpts[0].notify = SMTP_NOTIFY_NEVER;
 	ck_assert(!dsn_wanted(e, failed));
-	e->rcpts[0].notify = Q_NOTIFY_SUCCESS | Q_NOTIFY_DELAY;
+	e->rcpts[0].notify = SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_DELAY;
 	ck_assert(!dsn_wanted(e, failed));
-	e->rcpts[0].notify = Q_NOTIFY_FAILURE;
+	e->rcpts[0].notify = SMTP_NOTIFY_FAILURE;
 	ck_assert(dsn_wanted(e, failed));
 	/* one failed recipient still asking for failures is enough */
-	e->rcpts[0].notify = Q_NOTIFY_NEVER;
+	e->rcpts[0].notify = SMTP_NOTIFY_NEVER;
 	e->rcpts[1].state = Q_FAILED;
 	failed[1] = true;
 	ck_assert(dsn_wanted(e, failed));
@@ -370,12 +371,6 @@ static Suite *dsn_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(dsn_suite());
-	int failed;
-
 	log_init("check_dsn", LOG_TARGET_STDERR, false);
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(dsn_suite());
 }

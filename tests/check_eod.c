@@ -7,6 +7,7 @@
 
 #include "lib/buf.h"
 #include "smtp/eod.h"
+#include "tests/ckrun.h"
 
 enum feed_mode { FEED_WHOLE, FEED_BYTES, FEED_SMALL_OUT, FEED_MODES };
 
@@ -276,11 +277,5 @@ static Suite *eod_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(eod_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(eod_suite());
 }

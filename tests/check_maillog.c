@@ -1,4 +1,4 @@
-/* The Postfix log formats (daemon/maillog): golden lines in
+/* The Postfix log formats (relay/maillog): golden lines in
  * tests/golden/maillog-delivery.txt, one per case below, in order; and the
  * role tags and severities of lib/log. */
 #include "config.h"
@@ -9,10 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/conn.h"
-#include "daemon/maillog.h"
+#include "relay/conn.h"
+#include "relay/maillog.h"
 #include "lib/log.h"
 #include "tests/ckutil.h"
+#include "tests/ckrun.h"
 
 #define ID "4jjPHq4tzzz08LxTgj"
 #define SES "smtp.example.com[192.0.2.1]:587"
@@ -201,11 +202,5 @@ static Suite *maillog_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(maillog_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(maillog_suite());
 }

@@ -1,6 +1,7 @@
 #include "config.h"
 #include "lib/buf.h"
 #include "lib/msg.h"
+#include "tests/ckrun.h"
 
 #include <check.h>
 #include <errno.h>
@@ -767,15 +768,8 @@ static Suite *msg_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
 	/* Date: uses the local zone; make it fixed. */
 	setenv("TZ", "UTC0", 1);
 	tzset();
-	sr = srunner_create(msg_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(msg_suite());
 }

@@ -7,8 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/oauth2.h"
+#include "relay/oauth2.h"
 #include "frontend/oauth2_login.h"
+#include "tests/ckrun.h"
 
 static int parse(const char *s, struct oauth2_json *j, char *err, size_t len)
 {
@@ -287,11 +288,5 @@ static Suite *oauth2_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(oauth2_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(oauth2_suite());
 }

@@ -6,6 +6,7 @@
 
 #include "lib/buf.h"
 #include "lib/qualify.h"
+#include "tests/ckrun.h"
 
 /* Field bodies as they follow the colon, folding included. */
 static const struct {
@@ -86,16 +87,10 @@ int main(void)
 {
 	Suite *s = suite_create("qualify");
 	TCase *tc = tcase_create("qualify");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_loop_test(tc, test_cases, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(tc, test_wanted);
 	tcase_add_test(tc, test_out_of_room);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(s);
 }

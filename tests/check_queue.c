@@ -2,6 +2,7 @@
 #include "queue/queue.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "tests/ckrun.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -92,16 +93,16 @@ static struct q_envelope *sample_env(void)
 	memset(rcpts, 0, sizeof(rcpts));
 	rcpts[0].addr = "bob@example.com";
 	rcpts[0].orcpt = "rfc822;Bob+2B@Example.COM with space %25 and \xc3\xa9";
-	rcpts[0].notify = Q_NOTIFY_SUCCESS | Q_NOTIFY_FAILURE | Q_NOTIFY_DELAY;
+	rcpts[0].notify = SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY;
 	rcpts[1].addr = "\"carol smith\"@example.org";
-	rcpts[1].notify = Q_NOTIFY_NEVER;
+	rcpts[1].notify = SMTP_NOTIFY_NEVER;
 	rcpts[2].addr = "j\xc3\xb6rg@b\xc3\xbc\x63her.example";
 	memset(&env, 0, sizeof(env));
 	env.sender = "alice%weird@example.net";
 	env.rcpts = rcpts;
 	env.nrcpts = 3;
 	env.envid = "QQ314159 id%+2B";
-	env.ret = Q_RET_HDRS;
+	env.ret = SMTP_RET_HDRS;
 	env.smtputf8 = true;
 	env.eightbit = true;
 	env.uid = (long)getuid();
@@ -210,7 +211,7 @@ START_TEST(test_roundtrip)
 	env->sender = "";
 	env->envid = NULL;
 	env->origin = NULL;
-	env->ret = Q_RET_DEFAULT;
+	env->ret = SMTP_RET_DEFAULT;
 	env->uid = -1;
 	enqueue(q, Q_QUEUE, env, "", 0, id);
 	ck_assert_int_eq(stat(path_of("queue", id), &st), 0);
@@ -537,7 +538,7 @@ START_TEST(test_state_update)
 	ck_assert(!again->held);
 	q_envelope_free(again);
 
-	/* On hold (DESIGN §4) survives a restart. */
+	/* On hold (README "Running it") survives a restart. */
 	got->held = true;
 	ck_assert_int_eq(queue_update_state(q, got, err, sizeof(err)), 0);
 	ck_assert_int_eq(queue_read(q, Q_QUEUE, id, &again, err, sizeof(err)), 0);
@@ -1225,12 +1226,6 @@ static Suite *queue_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(queue_suite());
-	int failed;
-
 	log_init("check_queue", LOG_TARGET_STDERR, false);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(queue_suite());
 }

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 
 #include "conf/conf.h"
-#include "daemon/ratelimit.h"
+#include "relay/ratelimit.h"
+#include "tests/ckrun.h"
 
 /* rate_limit as the config gives it: N and W. */
 static void rl_init(struct ratelimit *rl, const char *spec, double now)
@@ -279,11 +280,5 @@ static Suite *ratelimit_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(ratelimit_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(ratelimit_suite());
 }

@@ -3,6 +3,7 @@
  * anything else is refused (the reader is the daemon, the writer anyone). */
 #include "config.h"
 #include "queue/rawsub.h"
+#include "tests/ckrun.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@ START_TEST(test_round_trip)
 	struct submit_params in = {
 		.sender = "", .rcpts = rcpts, .nrcpts = 3, .orcpts = orcpts, .notify_each = notify,
 		.extract_rcpts = true, .from_stdin = true, .dot_ends = false, .eightbit = true,
-		.ret = Q_RET_HDRS, .notify = 4, .full_name = "Jane Q. Public, 100%",
+		.ret = SMTP_RET_HDRS, .notify = 4, .full_name = "Jane Q. Public, 100%",
 		.envid = "env-1", .origin = "sendmail -bs",
 	};
 	int fd = memfd_create("check", 0);
@@ -53,7 +54,7 @@ START_TEST(test_round_trip)
 	ck_assert_str_eq(p->envid, "env-1");
 	ck_assert_str_eq(p->origin, "sendmail -bs");
 	ck_assert(p->extract_rcpts && p->from_stdin && !p->dot_ends && p->eightbit && !p->smtputf8);
-	ck_assert_int_eq(p->ret, Q_RET_HDRS);
+	ck_assert_int_eq(p->ret, SMTP_RET_HDRS);
 	ck_assert_uint_eq(p->notify, 4);
 	ck_assert_uint_eq(p->nrcpts, 3);
 	for (size_t i = 0; i < 3; i++) {
@@ -153,16 +154,10 @@ int main(void)
 {
 	Suite *s = suite_create("rawsub");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_round_trip);
 	tcase_add_test(tc, test_good_minimal);
 	tcase_add_loop_test(tc, test_bad_records, 0, sizeof(bad_records) / sizeof(bad_records[0]));
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(s);
 }

@@ -3,7 +3,8 @@
 #include <check.h>
 #include <stdlib.h>
 
-#include "daemon/replyclass.h"
+#include "relay/replyclass.h"
+#include "tests/ckrun.h"
 
 static const struct {
 	int code;
@@ -68,15 +69,9 @@ int main(void)
 {
 	Suite *s = suite_create("replyclass");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_loop_test(tc, test_table, 0, (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_test(tc, test_local_result_never);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(s);
 }

@@ -1,6 +1,7 @@
 #include "config.h"
 #include "lib/buf.h"
 #include "lib/rfc5322.h"
+#include "tests/ckrun.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -12,22 +13,22 @@
  * valgrind/ASan error) and join the result with '|'. */
 static char *parse_n(const char *in, size_t len, int *skipped)
 {
-	char *copy = malloc(len ? len : 1), **v;
+	char *copy = malloc(len ? len : 1);
+	struct strv v = { 0 };
 	struct buf b;
-	size_t n;
 	int r;
 
 	ck_assert_ptr_nonnull(copy);
 	memcpy(copy, in, len);
-	r = rfc5322_parse_addrlist(copy, len, &v, &n);
+	r = rfc5322_parse_addrlist(copy, len, &v);
 	free(copy);
 	ck_assert_int_ge(r, 0);
-	if (n == 0)
-		ck_assert_ptr_null(v);
+	if (v.n == 0)
+		ck_assert_ptr_null(v.v);
 	buf_init(&b, 1 << 26);
-	for (size_t i = 0; i < n; i++)
-		ck_assert_int_eq(buf_printf(&b, "%s%s", i ? "|" : "", v[i]), 0);
-	rfc5322_free_list(v, n);
+	for (size_t i = 0; i < v.n; i++)
+		ck_assert_int_eq(buf_printf(&b, "%s%s", i ? "|" : "", v.v[i]), 0);
+	strv_free(&v);
 	if (skipped)
 		*skipped = r;
 	return buf_steal(&b);
@@ -177,30 +178,29 @@ START_TEST(test_very_long)
 {
 	const size_t n = 100000;
 	struct buf in;
-	char **v;
-	size_t na;
+	struct strv v = { 0 };
 	int r;
 
 	buf_init(&in, 1 << 26);
 	for (size_t i = 0; i < n; i++)
 		ck_assert_int_eq(buf_printf(&in, "u%zu@d.example, ", i), 0);
-	r = rfc5322_parse_addrlist(in.data, in.len, &v, &na);
+	r = rfc5322_parse_addrlist(in.data, in.len, &v);
 	ck_assert_int_eq(r, 0);
-	ck_assert_uint_eq(na, n);
-	ck_assert_str_eq(v[0], "u0@d.example");
-	ck_assert_str_eq(v[n - 1], "u99999@d.example");
-	rfc5322_free_list(v, na);
+	ck_assert_uint_eq(v.n, n);
+	ck_assert_str_eq(v.v[0], "u0@d.example");
+	ck_assert_str_eq(v.v[n - 1], "u99999@d.example");
+	strv_free(&v);
 
 	/* One 1 MiB atom, deep comment nesting, a long quoted string. */
 	buf_reset(&in);
 	for (size_t i = 0; i < (1 << 20); i++)
 		ck_assert_int_eq(buf_append(&in, "x", 1), 0);
 	ck_assert_int_eq(buf_puts(&in, "@d.example, ok@d.example"), 0);
-	r = rfc5322_parse_addrlist(in.data, in.len, &v, &na);
+	r = rfc5322_parse_addrlist(in.data, in.len, &v);
 	ck_assert_int_eq(r, 1);
-	ck_assert_uint_eq(na, 1);
-	ck_assert_str_eq(v[0], "ok@d.example");
-	rfc5322_free_list(v, na);
+	ck_assert_uint_eq(v.n, 1);
+	ck_assert_str_eq(v.v[0], "ok@d.example");
+	strv_free(&v);
 
 	buf_reset(&in);
 	for (size_t i = 0; i < 200000; i++)
@@ -208,10 +208,10 @@ START_TEST(test_very_long)
 	for (size_t i = 0; i < 200000; i++)
 		ck_assert_int_eq(buf_append(&in, ")", 1), 0);
 	ck_assert_int_eq(buf_puts(&in, " a@b.example"), 0);
-	r = rfc5322_parse_addrlist(in.data, in.len, &v, &na);
+	r = rfc5322_parse_addrlist(in.data, in.len, &v);
 	ck_assert_int_eq(r, 0);
-	ck_assert_uint_eq(na, 1);
-	rfc5322_free_list(v, na);
+	ck_assert_uint_eq(v.n, 1);
+	strv_free(&v);
 	buf_free(&in);
 }
 END_TEST
@@ -316,11 +316,5 @@ static Suite *rfc5322_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(rfc5322_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(rfc5322_suite());
 }

@@ -7,6 +7,7 @@
 
 #include "daemon/sched.h"
 #include "lib/log.h"
+#include "tests/ckrun.h"
 
 static struct q_envelope *env_new(size_t n, int64_t arrival_us)
 {
@@ -281,12 +282,6 @@ static Suite *sched_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(sched_suite());
-	int failed;
-
 	log_init("check_sched", LOG_TARGET_STDERR, false);
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(sched_suite());
 }

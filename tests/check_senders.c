@@ -1,7 +1,7 @@
-/* Sender-dependent smarthosts (conf/senders.c, DESIGN §9) and the metrics
+/* Sender-dependent smarthosts (conf/senders.c, smtprelay.conf(5) "senders") and the metrics
  * keys: pattern syntax and matching, which sections serve a sender, the
  * coverage rule of `smtprelayd -t`, and the counters' reason classes
- * (daemon/stats.c). */
+ * (relay/stats.c). */
 #include "config.h"
 
 #include <check.h>
@@ -12,8 +12,9 @@
 
 #include "conf/conf.h"
 #include "daemon/metrics.h"
-#include "daemon/stats.h"
+#include "relay/stats.h"
 #include "lib/log.h"
+#include "tests/ckrun.h"
 
 static char conf_path[64];
 
@@ -251,8 +252,6 @@ int main(void)
 {
 	Suite *s = suite_create("senders");
 	TCase *t = tcase_create("senders");
-	SRunner *r;
-	int failed;
 
 	log_init("check_senders", LOG_TARGET_STDERR, false);
 	tcase_add_loop_test(t, test_match, 0, sizeof(matches) / sizeof(matches[0]));
@@ -265,9 +264,5 @@ int main(void)
 	tcase_add_test(t, test_counters);
 	tcase_add_test(t, test_label_escapes);
 	suite_add_tcase(s, t);
-	r = srunner_create(s);
-	srunner_run_all(r, CK_NORMAL);
-	failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(s);
 }

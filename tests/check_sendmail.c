@@ -8,6 +8,7 @@
 
 #include "frontend/enqueue.h"
 #include "frontend/sendmail.h"
+#include "tests/ckrun.h"
 
 static int parse(struct sendmail_opts *o, const char *args)
 {
@@ -77,8 +78,8 @@ START_TEST(test_values)
 
 	ck_assert_int_eq(parse(&o, "sendmail -f a@b -N success,delay -R hdrs -V env1 -C /x.conf -- -r"), 0);
 	ck_assert_str_eq(o.sender, "a@b");
-	ck_assert_uint_eq(o.notify, Q_NOTIFY_SUCCESS | Q_NOTIFY_DELAY);
-	ck_assert_int_eq(o.ret, Q_RET_HDRS);
+	ck_assert_uint_eq(o.notify, SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_DELAY);
+	ck_assert_int_eq(o.ret, SMTP_RET_HDRS);
 	ck_assert_str_eq(o.envid, "env1");
 	ck_assert_str_eq(o.config, "/x.conf");
 	ck_assert_int_eq(o.nrcpts, 1);
@@ -136,8 +137,6 @@ int main(void)
 {
 	Suite *s = suite_create("sendmail");
 	TCase *tc = tcase_create("parse");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_cron_flags);
 	tcase_add_test(tc, test_php_and_upgrades);
@@ -146,9 +145,5 @@ int main(void)
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_sender);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ckrun(s);
 }

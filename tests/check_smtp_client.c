@@ -12,6 +12,7 @@
 #include "queue/queue.h"
 #include "smtp/client.h"
 #include "smtp/sasl.h"
+#include "tests/ckrun.h"
 
 #define HELO "relay.test"
 #define SECRET "s3cr3t-hunter2-pw"
@@ -299,7 +300,7 @@ START_TEST(test_starttls_flow)
 	/* What the plaintext EHLO said is forgotten (RFC 3207). */
 	ck_assert(!smtp_client_ehlo(c)->pipelining);
 	ck_assert(!smtp_client_ehlo(c)->starttls);
-	ck_assert_uint_eq(smtp_client_ehlo(c)->auth_offered, CONF_AUTH_LOGIN);
+	ck_assert_uint_eq(smtp_client_ehlo(c)->auth_offered, SASL_LOGIN);
 	ck_assert_uint_eq(smtp_client_ehlo(c)->size, 100);
 	expect_b64_line(c, "", "user@x.test", 11);
 	feed(c, "334 UGFzc3dvcmQ6\r\n");
@@ -307,7 +308,7 @@ START_TEST(test_starttls_flow)
 	expect_nothing(c);
 	feed(c, "235 2.7.0 Authentication successful\r\n");
 	ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_READY);
-	ck_assert_uint_eq(smtp_client_auth_used(c), CONF_AUTH_LOGIN);
+	ck_assert_uint_eq(smtp_client_auth_used(c), SASL_LOGIN);
 	smtp_client_free(c);
 }
 END_TEST
@@ -384,7 +385,7 @@ START_TEST(test_implicit_tls)
 	expect_nothing(c);
 	feed(c, "235 ok\r\n");
 	ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_READY);
-	ck_assert_uint_eq(smtp_client_auth_used(c), CONF_AUTH_PLAIN);
+	ck_assert_uint_eq(smtp_client_auth_used(c), SASL_PLAIN);
 	ck_assert(!transcript_has("STARTTLS"));
 	smtp_client_free(c);
 }
@@ -468,7 +469,7 @@ END_TEST
 
 START_TEST(test_auth_xoauth2)
 {
-	struct smtp_client *c = mk(SMTP_CLIENT_TLS_IMPLICIT, "me@x.test", TOKEN, CONF_AUTH_XOAUTH2);
+	struct smtp_client *c = mk(SMTP_CLIENT_TLS_IMPLICIT, "me@x.test", TOKEN, SASL_XOAUTH2);
 	static const char want[] = "user=me@x.test\001auth=Bearer " TOKEN "\001\001";
 	static const char json[] = "{\"status\":\"400\",\"schemes\":\"Bearer\",\"scope\":\"https://mail.google.com/\"}";
 	struct buf b64;
@@ -495,10 +496,10 @@ START_TEST(test_auth_xoauth2)
 	buf_free(&b64);
 	smtp_client_free(c);
 
-	c = mk(SMTP_CLIENT_TLS_IMPLICIT, "me@x.test", TOKEN, CONF_AUTH_XOAUTH2);
+	c = mk(SMTP_CLIENT_TLS_IMPLICIT, "me@x.test", TOKEN, SASL_XOAUTH2);
 	feed(c, "220 x\r\n250-x\r\n250 AUTH XOAUTH2\r\n235 2.7.0 Accepted\r\n");
 	ck_assert_int_eq(smtp_client_action(c), SMTP_CLIENT_READY);
-	ck_assert_uint_eq(smtp_client_auth_used(c), CONF_AUTH_XOAUTH2);
+	ck_assert_uint_eq(smtp_client_auth_used(c), SASL_XOAUTH2);
 	smtp_client_free(c);
 }
 END_TEST
@@ -507,7 +508,7 @@ START_TEST(test_auth_oauthbearer)
 {
 	struct smtp_client_params p = {
 		.helo_name = HELO, .tls = SMTP_CLIENT_TLS_STARTTLS, .username = "a,b=c@x.test",
-		.secret = TOKEN, .auth_mechs = CONF_AUTH_OAUTHBEARER,
+		.secret = TOKEN, .auth_mechs = SASL_OAUTHBEARER,
 		.server_host = "smtp.office365.com", .server_port = 587,
 	};
 	static const char want[] = "n,a=a=2Cb=3Dc@x.test,\001host=smtp.office365.com\001port=587\001"
@@ -540,16 +541,16 @@ struct mech_case {
 START_TEST(test_mech_selection)
 {
 	static const struct mech_case cases[] = {
-		{ "AUTH PLAIN LOGIN XOAUTH2", 0, CONF_AUTH_PLAIN },
-		{ "AUTH LOGIN PLAIN", CONF_AUTH_LOGIN, CONF_AUTH_LOGIN },
-		{ "AUTH LOGIN", 0, CONF_AUTH_LOGIN },
-		{ "AUTH=LOGIN", 0, CONF_AUTH_LOGIN },
-		{ "AUTH PLAIN XOAUTH2", CONF_AUTH_PLAIN | CONF_AUTH_XOAUTH2, CONF_AUTH_XOAUTH2 },
-		{ "AUTH OAUTHBEARER XOAUTH2", CONF_AUTH_XOAUTH2 | CONF_AUTH_OAUTHBEARER, CONF_AUTH_XOAUTH2 },
-		{ "AUTH PLAIN OAUTHBEARER", CONF_AUTH_XOAUTH2 | CONF_AUTH_OAUTHBEARER, CONF_AUTH_OAUTHBEARER },
+		{ "AUTH PLAIN LOGIN XOAUTH2", 0, SASL_PLAIN },
+		{ "AUTH LOGIN PLAIN", SASL_LOGIN, SASL_LOGIN },
+		{ "AUTH LOGIN", 0, SASL_LOGIN },
+		{ "AUTH=LOGIN", 0, SASL_LOGIN },
+		{ "AUTH PLAIN XOAUTH2", SASL_PLAIN | SASL_XOAUTH2, SASL_XOAUTH2 },
+		{ "AUTH OAUTHBEARER XOAUTH2", SASL_XOAUTH2 | SASL_OAUTHBEARER, SASL_XOAUTH2 },
+		{ "AUTH PLAIN OAUTHBEARER", SASL_XOAUTH2 | SASL_OAUTHBEARER, SASL_OAUTHBEARER },
 		{ "AUTH XOAUTH2 OAUTHBEARER", 0, 0 },	/* tokens only when asked for */
 		{ "AUTH CRAM-MD5 GSSAPI", 0, 0 },
-		{ "AUTH PLAIN", CONF_AUTH_LOGIN, 0 },
+		{ "AUTH PLAIN", SASL_LOGIN, 0 },
 		{ NULL, 0, 0 },
 	};
 
@@ -627,7 +628,7 @@ END_TEST
 
 START_TEST(test_auth_unexpected_challenge)
 {
-	struct smtp_client *c = mk(SMTP_CLIENT_TLS_IMPLICIT, "u", SECRET, CONF_AUTH_PLAIN);
+	struct smtp_client *c = mk(SMTP_CLIENT_TLS_IMPLICIT, "u", SECRET, SASL_PLAIN);
 
 	feed(c, "220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n");
 	expect_line(c, "EHLO " HELO);
@@ -1116,7 +1117,7 @@ START_TEST(test_multiline_replies)
 	ck_assert(e->pipelining && e->eightbitmime && e->smtputf8 && e->dsn);
 	ck_assert(e->enhancedstatuscodes && e->size_ext && !e->starttls);
 	ck_assert_uint_eq(e->size, 52428800);
-	ck_assert_uint_eq(e->auth_offered, CONF_AUTH_PLAIN | CONF_AUTH_LOGIN);
+	ck_assert_uint_eq(e->auth_offered, SASL_PLAIN | SASL_LOGIN);
 	ck_assert_str_eq(e->auth_raw, "PLAIN LOGIN");
 	ck_assert_str_eq(e->raw, "PIPELINING SIZE ETRN AUTH ENHANCEDSTATUSCODES 8BITMIME DSN SMTPUTF8 CHUNKING");
 	ck_assert_int_eq(smtp_client_send(c, &m), 0);
@@ -1235,10 +1236,10 @@ START_TEST(test_dsn_params)
 {
 	const char *const r[] = { "a@x.test", "b@x.test", "c@x.test" };
 	const char *const o[] = { "A+b=c@x.test", NULL, "rfc822;orig+2Bc@x.test" };
-	const unsigned n[] = { SMTP_CLIENT_NOTIFY_SUCCESS | SMTP_CLIENT_NOTIFY_FAILURE,
-		SMTP_CLIENT_NOTIFY_NEVER, 0 };
+	const unsigned n[] = { SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE,
+		SMTP_NOTIFY_NEVER, 0 };
 	struct smtp_client_msg m = { .sender = "s@y.test", .rcpts = r, .nrcpts = 3,
-		.envid = "id 1+2", .ret = SMTP_CLIENT_RET_HDRS, .notify = n, .orcpts = o };
+		.envid = "id 1+2", .ret = SMTP_RET_HDRS, .notify = n, .orcpts = o };
 	struct smtp_client *c = session(EHLO_PIPE);
 
 	ck_assert_int_eq(smtp_client_send(c, &m), 0);
@@ -1258,13 +1259,13 @@ START_TEST(test_dsn_params)
 	expect_line(c, "RCPT TO:<a@x.test>");
 	smtp_client_free(c);
 
-	/* The DSN bit values are the queue's. */
-	ck_assert_int_eq(SMTP_CLIENT_NOTIFY_NEVER, Q_NOTIFY_NEVER);
-	ck_assert_int_eq(SMTP_CLIENT_NOTIFY_SUCCESS, Q_NOTIFY_SUCCESS);
-	ck_assert_int_eq(SMTP_CLIENT_NOTIFY_FAILURE, Q_NOTIFY_FAILURE);
-	ck_assert_int_eq(SMTP_CLIENT_NOTIFY_DELAY, Q_NOTIFY_DELAY);
-	ck_assert_int_eq(SMTP_CLIENT_RET_FULL, Q_RET_FULL);
-	ck_assert_int_eq(SMTP_CLIENT_RET_HDRS, Q_RET_HDRS);
+	/* The DSN values are stored as numbers in the queue's envelope files. */
+	ck_assert_int_eq(SMTP_NOTIFY_NEVER, 1);
+	ck_assert_int_eq(SMTP_NOTIFY_SUCCESS, 2);
+	ck_assert_int_eq(SMTP_NOTIFY_FAILURE, 4);
+	ck_assert_int_eq(SMTP_NOTIFY_DELAY, 8);
+	ck_assert_int_eq(SMTP_RET_FULL, 1);
+	ck_assert_int_eq(SMTP_RET_HDRS, 2);
 }
 END_TEST
 
@@ -1386,11 +1387,5 @@ static Suite *client_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(client_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(client_suite());
 }

@@ -8,6 +8,7 @@
 #include "lib/buf.h"
 #include "smtp/reply.h"
 #include "smtp/server.h"
+#include "tests/ckrun.h"
 
 #define HOST "relay.example.org"
 #define GREETING "220 " HOST " ESMTP smtprelay\r\n"
@@ -762,11 +763,5 @@ static Suite *server_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(server_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ckrun(server_suite());
 }

@@ -1,4 +1,4 @@
-/* Test driver for daemon/conn: one connection to one smarthost port.
+/* Test driver for relay/conn: one connection to one smarthost port.
  *
  * usage: conn-driver CONFIG SMARTHOST_NAME PORT_INDEX [send FROM TO CONTENT_FILE]
  *
@@ -24,8 +24,8 @@
 #include <event2/event.h>
 
 #include "conf/conf.h"
-#include "daemon/conn.h"
-#include "daemon/tls.h"
+#include "relay/conn.h"
+#include "relay/tls.h"
 #include "lib/log.h"
 
 struct drv {

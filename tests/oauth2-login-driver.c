@@ -21,7 +21,7 @@
 #include <openssl/evp.h>
 
 #include "conf/conf.h"
-#include "daemon/oauth2.h"
+#include "relay/oauth2.h"
 #include "frontend/oauth2_login.h"
 #include "lib/log.h"
 

@@ -31,7 +31,7 @@
 #include <event2/event.h>
 
 #include "conf/conf.h"
-#include "daemon/relay.h"
+#include "relay/relay.h"
 #include "lib/log.h"
 #include "queue/queue.h"
 

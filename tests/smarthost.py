@@ -17,6 +17,7 @@ SPEC = {
             "tempfail_data_first": N,   # first N DATAs get 451
             "drop_data_first": N,       # first N DATAs: connection closed instead of 250
             "throttle_first": N,        # first N MAILs get 454 Throttling failure
+            "throttle_ehlo_first": N,   # first N EHLOs get 421 Too many concurrent connections
             "replies": {"mail": "530 5.7.0 Authentication required",
                         "rcpt": "...", "data": "550 5.4.5 Daily user sending quota exceeded"}},
                                         # that reply to every MAIL/RCPT/DATA (end of data)
@@ -94,6 +95,8 @@ class Handler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
         self.rec.event(event="ehlo", port=self.port, tls=self._tls(server), conn=session.conn_id)
+        if self._first("throttle_ehlo_first"):
+            return ["421 4.7.0 Too many concurrent connections, try again later"]
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, options):

@@ -1,4 +1,4 @@
-"""Real callers of sendmail, invoked the way they invoke it (DESIGN §1)."""
+"""Real callers of sendmail, invoked the way they invoke it (sendmail(8))."""
 import os
 import shutil
 import subprocess

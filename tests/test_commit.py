@@ -1,4 +1,4 @@
-"""Durable acceptance off the event loop (queue/commit.c, DESIGN §3) with the
+"""Durable acceptance off the event loop (queue/commit.c; smtprelayd(8), "Queue guarantees") with the
 real daemon on a slow or failing disk (tests/fsshim.so preloaded):
 concurrent sessions share flushes while new connections are greeted at
 once, a disk error costs one message a 451/452 and nothing else, and a

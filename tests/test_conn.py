@@ -1,4 +1,4 @@
-"""daemon/conn against the real test smarthost (tests/smarthost.py), through
+"""relay/conn against the real test smarthost (tests/smarthost.py), through
 tests/conn-driver: verdicts for every failure class, and delivery over
 STARTTLS and implicit TLS."""
 import base64

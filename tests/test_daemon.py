@@ -193,7 +193,7 @@ class DaemonTest(testlib.TestCase):
         self.assertNotIn(b"SECRET-BODY-TEXT", content)
 
     def test_null_sender_failure_held(self):
-        # Never bounced again, never deleted silently (DESIGN §4): on hold.
+        # Never bounced again, never deleted silently (README "Running it"): on hold.
         fx = self.smarthost(rules={"rcpt": {"bad@example.com": "550 5.1.1 no such user"}})
         d = self.daemon(self.config(fx.ports["sub"]))
         self.send(d, "bad@example.com", sender="<>")

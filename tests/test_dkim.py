@@ -1,5 +1,5 @@
-"""DKIM signing end to end (DESIGN §7): keys made by `smtprelay dkim-keygen`,
-mail through the real smtprelayd to the test smarthost, every signature as
+"""DKIM signing end to end (smtprelay.conf(5) "DKIM SECTIONS"): keys made by
+`smtprelay dkim-keygen`, mail through the real smtprelayd to the test smarthost, every signature as
 received verified by an independent implementation (Debian's python3-dkim,
 dkimpy; Ed25519 through python3-nacl) with a dnsfunc that serves the TXT
 record dkim-keygen printed.  Also: mail from other domains goes out

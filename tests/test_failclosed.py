@@ -1,5 +1,5 @@
-"""Never lose mail to a misconfiguration (DESIGN §2 "Fail closed on
-credentials", §3 flush, §4 reply classes), with the real daemon and the real
+"""Never lose mail to a misconfiguration (README "Running it": fail closed on
+credentials, flush, reply classes), with the real daemon and the real
 test smarthost (tests/smarthost.py): a secret the service user cannot read
 stops the start (also when started as that user, the way systemd does) and
 -t / check-config / probe say why; 530, 535, 5.7.x before DATA and 5.4.5

@@ -1,4 +1,4 @@
-"""Logs the admin's tools count (DESIGN §6): the real daemon logs through
+"""Logs the admin's tools count (smtprelayd(8) "LOGGING"): the real daemon logs through
 syslog(3) into a datagram socket standing in for /dev/log (a private mount
 namespace); the datagrams, written out as /var/log/mail.log, are summed by
 Debian's real pflogsumm and logwatch's postfix service, and the counts must

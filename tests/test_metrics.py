@@ -1,4 +1,4 @@
-"""Metrics and status (DESIGN §8), end to end: a scripted run through the real
+"""Metrics and status (README "Monitoring"), end to end: a scripted run through the real
 daemon and test smarthost (3 delivered, 1 deferred, 1 bounced, one connection
 refused on a port), then the numbers read back four ways -- `smtprelay
 metrics`, GET /metrics on metrics_listen, metrics_textfile and `status

@@ -1,5 +1,5 @@
 """sendmail confined with NoNewPrivileges (setgid ignored) by a caller not in
-the config's group, while the system config is 0640 (DESIGN §3): the front
+the config's group, while the system config is 0640 (README "Who may use which config"): the front
 end runs on the defaults and the daemon applies its configuration, so what
 reaches the real smarthost is exactly what the privileged path sends.
 

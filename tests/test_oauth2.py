@@ -1,4 +1,4 @@
-"""OAuth2 end to end: the token manager (daemon/oauth2.c) against a local
+"""OAuth2 end to end: the token manager (relay/oauth2.c) against a local
 HTTPS token endpoint (tests/tokenserver.py), deliveries through
 tests/relay-driver with XOAUTH2 / OAUTHBEARER against tests/smarthost.py,
 password_command as the token source, and the device-code login through

@@ -1,4 +1,4 @@
-"""The delivery engine (daemon/relay.c) end to end, through tests/relay-driver,
+"""The delivery engine (relay/relay.c) end to end, through tests/relay-driver,
 against the real test smarthost (tests/smarthost.py): TLS modes, port
 fallback and the sticky port, smarthost failover, per-recipient results,
 connection reuse and limits, rate limit, throttling, password_command, and
@@ -306,6 +306,21 @@ class RelayTest(unittest.TestCase):
         self.assertEqual(sum(e["event"] == "mail" for e in fx.events()), 2)
         self.assertEqual(len(fx.messages()), 1)
         self.assertNotIn("status=deferred", err)
+
+    def test_throttling_before_the_session(self):
+        # A throttling reply before the session is up (421 to EHLO) is
+        # recognised from the reply's code and text as the SMTP client parsed
+        # them, not from the reason sentence.
+        fx = self.smarthost([{"name": "sub", "mode": "starttls"}], {"throttle_ehlo_first": 1})
+        self.write_conf(self.section("sh", ["%d/starttls" % fx.ports["sub"]]))
+        qid = self.inject(["b@example.net"])
+        res, err, _ = self.drive(qid, opts=("--hold", "300"))
+        self.assertEqual(res[(qid, "b@example.net")][0], "delivered", err)
+        self.assertRegex(err, r"smarthost sh throttling \(.*\(in reply to EHLO\): 421 4\.7\.0 Too many "
+                              r"concurrent connections, try again later\): rate now [0-9.e-]+/s, "
+                              r"holding for 0\.3s")
+        self.assertEqual(sum(e["event"] == "ehlo" for e in fx.events()), 3)
+        self.assertEqual(len(fx.messages()), 1)
 
     def test_shutdown_defers(self):
         fx = self.smarthost([{"name": "stall", "mode": "stall"}])

@@ -1,4 +1,4 @@
-"""Sender-dependent smarthosts (DESIGN §9) end to end: two real test
+"""Sender-dependent smarthosts (smtprelay.conf(5) "senders") end to end: two real test
 smarthosts that accept different credentials; mail is routed by envelope
 sender (after from_address rewriting), fails over only among the sections
 whose senders match, and -t refuses a configuration where some sender has
