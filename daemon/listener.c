@@ -15,6 +15,7 @@
 #include <event2/listener.h>
 
 #include "daemon/sched.h"
+#include "daemon/harden.h"
 #include "lib/log.h"
 #include "queue/submit.h"
 #include "smtp/server.h"
@@ -451,16 +452,6 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 	}
 }
 
-static void listener_error_cb(struct evconnlistener *lev, void *arg)
-{
-	int e = EVUTIL_SOCKET_ERROR();
-
-	(void)lev;
-	(void)arg;
-	/* EMFILE and the like: keep serving the sessions we have. */
-	log_err("accept: %s", evutil_socket_error_to_string(e));
-}
-
 static const char *listener_hint(int e)
 {
 	if (e == EADDRINUSE)
@@ -522,7 +513,12 @@ struct listener *listener_new(struct daemon *d, char *err, size_t errlen)
 			l->n = i + 1;
 			goto fail;
 		}
-		evconnlistener_set_error_cb(l->levs[i], listener_error_cb);
+		/* EMFILE and the like: pause, keep serving the sessions we have. */
+		if (harden_guard(d->base, l->levs[i], c->listen[i].spec) < 0) {
+			snprintf(err, errlen, "cannot listen on %s: out of memory", c->listen[i].spec);
+			l->n = i + 1;
+			goto fail;
+		}
 		l->n = i + 1;
 		log_info("listening on %s", c->listen[i].spec);
 	}
@@ -535,8 +531,10 @@ fail:
 void listener_disable(struct listener *l)
 {
 	for (size_t i = 0; l && i < l->n; i++)
-		if (l->levs[i])
+		if (l->levs[i]) {
+			harden_unguard(l->levs[i]);	/* no resuming after this */
 			evconnlistener_disable(l->levs[i]);
+		}
 }
 
 void listener_free(struct listener *l)
@@ -546,8 +544,10 @@ void listener_free(struct listener *l)
 	while (l->sessions)
 		lsess_free(l->sessions);
 	for (size_t i = 0; i < l->n; i++) {
-		if (l->levs && l->levs[i])
+		if (l->levs && l->levs[i]) {
+			harden_unguard(l->levs[i]);
 			evconnlistener_free(l->levs[i]);
+		}
 		if (l->specs)
 			free(l->specs[i]);
 	}

@@ -18,6 +18,7 @@
 #include "conf/conf.h"
 #include "daemon/ctl.h"
 #include "daemon/handover.h"
+#include "daemon/harden.h"
 #include "daemon/daemon.h"
 #include "daemon/dsn.h"
 #include "daemon/listener.h"
@@ -404,6 +405,7 @@ static int main_privileged(struct daemon *d)
 		log_warn("%s: user is root: running with full privileges", d->conf->path);
 	else if (pw && main_drop_privileges(pw) < 0)
 		return EX_OSERR;
+	harden_process();
 	return main_check_oauth2_files(d->conf) < 0 ? EX_CONFIG : EX_OK;
 }
 

@@ -1,0 +1,137 @@
+"""Issue 12's security review findings, each reproduced against a real daemon.
+
+Every test here failed on the build the review was made on (see the issue)."""
+import os
+import pwd
+import re
+import resource
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testlib  # noqa: E402
+from testlib import wait_for  # noqa: E402
+from test_listener import Daemon, read_reply, read_all  # noqa: E402
+
+
+def nofile(n):
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    return limit
+
+
+class HardenTest(testlib.TestCase):
+    def daemon(self, body="smtpd_timeout = 30\n", **kw):
+        d = Daemon(self.new_instance(), body, **kw)
+        d.start()
+        self.addCleanup(d.stop_checked)
+        return d
+
+    def unix_clients(self, path, n):
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(n):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(10)
+            # The backlog is 64: wait while the daemon catches up.
+            wait_for(lambda: self.try_connect(s, path), 10, "connect to " + path)
+            socks.append(s)
+        return socks
+
+    @staticmethod
+    def try_connect(s, path):
+        try:
+            s.connect(path)
+            return True
+        except BlockingIOError:
+            return False
+
+    def assert_smtp_works(self, d):
+        s = d.connect()
+        self.assertEqual(read_reply(s)[0], 220)
+        s.sendall(b"QUIT\r\n")
+        self.assertEqual(read_reply(s)[0], 221)
+        s.close()
+
+    def test_control_clients_capped_per_uid(self):
+        """Finding 2: 150 idle control clients of one user made the daemon run
+        out of descriptors and libevent spin on accept(), logging each try."""
+        d = self.daemon(preexec_fn=nofile(128))
+        path = os.path.join(d.inst.spool, "public", "control")
+        socks = self.unix_clients(path, 150)
+        d.wait_log(r"control socket: uid %d has 32 clients connected" % os.geteuid())
+        self.assert_smtp_works(d)
+        # The refused ones were closed at once, the admitted ones still wait.
+        refused = 0
+        for s in socks:
+            s.settimeout(0.2)
+            try:
+                if s.recv(1) == b"":
+                    refused += 1
+            except socket.timeout:
+                pass
+        self.assertEqual(refused, 150 - 32)
+        self.assertLess(d.log().count("\n"), 40, d.log()[-2000:])
+
+    def test_submit_clients_capped_per_uid(self):
+        d = self.daemon(preexec_fn=nofile(128))
+        path = os.path.join(d.inst.spool, "public", "submit")
+        self.unix_clients(path, 100)
+        d.wait_log(r"submit socket: uid %d has 32 clients connected" % os.geteuid())
+        self.assert_smtp_works(d)
+        self.assertLess(d.log().count("\n"), 40, d.log()[-2000:])
+
+    def test_accept_emfile_pauses_and_logs_once(self):
+        """Finding 2: on EMFILE the SMTP listener logged every failed accept()
+        in a tight loop (a million lines); now it pauses a second, logs once."""
+        d = self.daemon("max_connections = 500\nsmtpd_timeout = 30\n", preexec_fn=nofile(48))
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(60):
+            socks.append(socket.create_connection(("127.0.0.1", d.port), timeout=10))
+        d.wait_log(r"accept on 127\.0\.0\.1:%d: Too many open files: not accepting for 1 s" % d.port)
+        time.sleep(2.5)     # the spin, if any, would log thousands of lines meanwhile
+        self.assertEqual(len(re.findall(r"accept(?: on|:)", d.log())), 1, d.log()[-2000:])
+        for s in socks:
+            s.close()
+        socks.clear()
+        wait_for(lambda: self.try_smtp(d), 15, "the listener accepting again")
+
+    def try_smtp(self, d):
+        try:
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            code = read_reply(s)[0]
+            s.close()
+            return code == 220
+        except (OSError, EOFError):
+            return False
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to start the daemon as another user")
+    def test_not_dumpable_without_core(self):
+        """Finding 6: started directly as the service user, the daemon was
+        dumpable: any process of that user could read its memory (secrets)."""
+        nobody = pwd.getpwnam("nobody")
+        inst = self.new_instance()
+        os.chmod(inst.dir, 0o755)
+        os.makedirs(inst.spool)
+        os.chown(inst.spool, nobody.pw_uid, nobody.pw_gid)
+
+        def as_nobody():
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+        d = Daemon(inst, "", preexec_fn=as_nobody)
+        d.write_config("")
+        os.chmod(inst.conf, 0o644)
+        d.start()
+        self.addCleanup(d.stop_checked)
+        # /proc/PID belongs to root when the process is not dumpable.
+        self.assertEqual(os.stat("/proc/%d/status" % d.proc.pid).st_uid, 0)
+        with open("/proc/%d/limits" % d.proc.pid) as f:
+            self.assertRegex(f.read(), r"Max core file size\s+0\s")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
