@@ -1,6 +1,8 @@
 """Issue 12's security review findings, each reproduced against a real daemon.
 
 Every test here failed on the build the review was made on (see the issue)."""
+import base64
+import email
 import os
 import pwd
 import re
@@ -14,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testlib  # noqa: E402
 from testlib import wait_for  # noqa: E402
 from test_listener import Daemon, read_reply, read_all  # noqa: E402
+import test_relay  # noqa: E402
 
 
 def nofile(n):
@@ -132,6 +135,36 @@ class HardenTest(testlib.TestCase):
         with open("/proc/%d/limits" % d.proc.pid) as f:
             self.assertRegex(f.read(), r"Max core file size\s+0\s")
 
+
+class LongLineTest(unittest.TestCase):
+    """Finding 3: a line over 998 octets was relayed unchanged; a smarthost
+    enforcing RFC 5321 (aiosmtpd: "500 Line too long") bounced the message."""
+    setUpClass = classmethod(test_relay.RelayTest.setUpClass.__func__)
+    tearDownClass = classmethod(test_relay.RelayTest.tearDownClass.__func__)
+    setUp = test_relay.RelayTest.setUp
+    smarthost = test_relay.RelayTest.smarthost
+    section = test_relay.RelayTest.section
+    write_conf = test_relay.RelayTest.write_conf
+    inject = test_relay.RelayTest.inject
+    drive = test_relay.RelayTest.drive
+
+    def test_long_lines_delivered_broken(self):
+        fx = self.smarthost([{"name": "sub", "mode": "starttls"}])
+        self.write_conf(self.section("sh", ["%d/starttls" % fx.ports["sub"]]))
+        long_header = b"X-Long: " + b"h" * 3000
+        long_body = b"." + b"0123456789" * 700
+        content = (b"From: a@example.org\r\nTo: b@example.net\r\n" + long_header +
+                   b"\r\nSubject: long\r\n\r\n" + long_body + b"\r\nend\r\n")
+        qid = self.inject(["b@example.net"], content=content)
+        res, err, _ = self.drive(qid)
+        self.assertEqual(res[(qid, "b@example.net")][0], "delivered", err)
+        data = base64.b64decode(fx.messages()[0]["data"])
+        for line in data.split(b"\r\n"):
+            self.assertLessEqual(len(line), 998)
+        # Nothing lost: the breaks are CRLF SP, the header is a legal fold.
+        self.assertEqual(data.replace(b"\r\n ", b""), content)
+        msg = email.message_from_bytes(data)
+        self.assertEqual(msg["X-Long"].replace("\r\n ", "").replace(" ", ""), "h" * 3000)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
