@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -35,6 +36,7 @@ struct lsess {
 	char name[16];			/* "localhost" for loopback, else "unknown" (no rDNS) */
 	bool allowed;
 	bool eof;
+	time_t deadline;		/* monotonic: 421 when no message done by then */
 	/* for the "from=" log line of the transaction in progress */
 	char *sender;
 	size_t nrcpts;
@@ -48,10 +50,12 @@ struct listener {
 	size_t n;
 	struct lsess *sessions;
 	unsigned nsessions;
+	unsigned ndenied;		/* sessions of peers outside allow_networks */
 };
 
 static void lsess_free(struct lsess *s);
 static void lsess_pump(struct lsess *s);
+static void lsess_set_deadline(struct lsess *s);
 
 /* ---- the sink: smtp_server -> queue/submit ---- */
 
@@ -150,6 +154,7 @@ static int lsess_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_rep
 		return -1;
 	}
 	snprintf(queue_id, idlen, "%s", id);
+	lsess_set_deadline(s);
 	log_info("%s: client=%s[%s]", id, s->name, s->ip);
 	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", id,
 	    s->sender ? s->sender : "", (unsigned long long)s->size, s->nrcpts);
@@ -242,10 +247,27 @@ static void lsess_pump(struct lsess *s)
 		bufferevent_disable(s->bev, EV_READ);
 }
 
+static time_t lsess_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* A new message may take LISTENER_SESSION_FACTOR x smtpd_timeout. */
+static void lsess_set_deadline(struct lsess *s)
+{
+	s->deadline = lsess_now() + (time_t)s->l->d->conf->smtpd_timeout * LISTENER_SESSION_FACTOR;
+}
+
 static void lsess_arm_idle(struct lsess *s)
 {
 	struct timeval tv = { s->l->d->conf->smtpd_timeout, 0 };
+	time_t left = s->deadline - lsess_now();
 
+	if (left < tv.tv_sec)
+		tv.tv_sec = left > 0 ? left : 0;
 	/* A denied peer's clock is not reset by its commands. */
 	if (s->allowed)
 		evtimer_add(s->timer, &tv);
@@ -294,8 +316,12 @@ static void lsess_timer_cb(evutil_socket_t fd, short what, void *arg)
 		lsess_free(s);
 		return;
 	}
-	log_info("timeout after %s from %s[%s]", s->allowed ? "idling" : "denied access",
-	    s->name, s->ip);
+	if (s->allowed && lsess_now() >= s->deadline)
+		log_info("timeout from %s[%s]: no message completed in %d x smtpd_timeout",
+		    s->name, s->ip, LISTENER_SESSION_FACTOR);
+	else
+		log_info("timeout after %s from %s[%s]", s->allowed ? "idling" : "denied access",
+		    s->name, s->ip);
 	smtp_server_timeout(s->srv);
 	lsess_move_output(s);
 	bufferevent_disable(s->bev, EV_READ);
@@ -317,7 +343,10 @@ static void lsess_free(struct lsess *s)
 		l->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	l->nsessions--;
+	if (s->allowed)
+		l->nsessions--;
+	else
+		l->ndenied--;
 	/* Frees the transaction too: the sink's abort drops unacknowledged mail. */
 	smtp_server_free(s->srv);
 	lsess_abort(s);
@@ -370,6 +399,7 @@ static int lsess_start(struct lsess *s, evutil_socket_t fd, const struct sockadd
 
 	lsess_peer(s, sa);
 	s->allowed = lsess_allowed(c, sa);
+	lsess_set_deadline(s);
 	sp.peer_allowed = s->allowed;
 	if (!(s->bev = bufferevent_socket_new(s->l->d->base, fd, BEV_OPT_CLOSE_ON_FREE))) {
 		close(fd);
@@ -416,6 +446,7 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 {
 	struct listener *l = arg;
 	struct lsess *s;
+	bool allowed;
 
 	(void)lev;
 	(void)salen;
@@ -423,7 +454,15 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 		close(fd);
 		return;
 	}
-	if (l->nsessions >= l->d->conf->max_connections) {
+	allowed = lsess_allowed(l->d->conf, sa);
+	if (!allowed && l->ndenied >= LISTENER_DENIED_MAX) {
+		/* Their own small budget: they never take max_connections slots. */
+		log_debug("peer outside allow_networks dropped: %u already waiting",
+		    l->ndenied);
+		close(fd);
+		return;
+	}
+	if (allowed && l->nsessions >= l->d->conf->max_connections) {
 		listener_refuse(l, fd, sa);
 		return;
 	}
@@ -436,7 +475,10 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 	if (l->sessions)
 		l->sessions->prev = s;
 	l->sessions = s;
-	l->nsessions++;
+	if (allowed)
+		l->nsessions++;
+	else
+		l->ndenied++;
 	if (lsess_start(s, fd, sa) < 0) {
 		log_err("out of memory accepting a connection");
 		if (!s->bev) {
@@ -444,7 +486,10 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 			l->sessions = s->next;
 			if (s->next)
 				s->next->prev = NULL;
-			l->nsessions--;
+			if (allowed)
+				l->nsessions--;
+			else
+				l->ndenied--;
 			free(s);
 			return;
 		}

@@ -7,6 +7,7 @@ import os
 import pwd
 import re
 import resource
+import select
 import socket
 import sys
 import time
@@ -110,6 +111,59 @@ class HardenTest(testlib.TestCase):
             return code == 220
         except (OSError, EOFError):
             return False
+
+    def test_denied_peers_have_their_own_budget(self):
+        """Finding 4: four peers outside allow_networks took every
+        max_connections slot for their 10 s; a local client got 421."""
+        d = self.daemon('max_connections = 4\nallow_networks = {"127.0.0.1/32"}\n')
+        denied = []
+        self.addCleanup(lambda: [s.close() for s in denied])
+        for _ in range(6):
+            s = socket.socket()
+            s.settimeout(10)
+            s.bind(("127.0.0.2", 0))
+            s.connect(("127.0.0.1", d.port))
+            denied.append(s)
+        greeted = 0
+        for s in denied:
+            try:
+                greeted += read_reply(s)[0] == 554
+            except (EOFError, ConnectionResetError):
+                pass
+        self.assertEqual(greeted, 4)
+        for _ in range(4):
+            self.assert_smtp_works(d)
+        held = [d.connect() for _ in range(4)]
+        self.assertEqual([read_reply(s)[0] for s in held], [220] * 4)
+
+    def test_session_deadline(self):
+        """Finding 5: smtpd_timeout is per read, so a byte every second held
+        a session forever; now a message must complete within 10 x
+        smtpd_timeout."""
+        d = self.daemon("smtpd_timeout = 1\n")
+        s = d.connect(timeout=20)
+        t0 = time.monotonic()
+        self.assertEqual(read_reply(s)[0], 220)
+        s.sendall(b"EHLO x.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+        buf = b""
+        for _ in range(4):
+            code, text, buf = read_reply(s, buf)
+        self.assertEqual(code, 354)
+        closed = None
+        while time.monotonic() - t0 < 16:
+            try:
+                s.sendall(b"x")
+            except OSError:
+                closed = time.monotonic() - t0
+                break
+            r, _, _ = select.select([s], [], [], 0.5)
+            if r:
+                self.assertIn(b"421 ", read_all(s))
+                closed = time.monotonic() - t0
+                break
+        self.assertIsNotNone(closed, "the session outlived 16 s")
+        self.assertGreater(closed, 9)
+        d.wait_log(r"no message completed in 10 x smtpd_timeout")
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root to start the daemon as another user")
     def test_not_dumpable_without_core(self):
