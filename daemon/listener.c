@@ -61,9 +61,17 @@ static void lsess_set_deadline(struct lsess *s);
 
 static void lsess_reply(struct smtp_reply *r, const struct submit_error *e)
 {
+	const char *enh = e->enhanced[0] ? e->enhanced : "4.3.0";
+
 	r->code = e->smtp_code ? e->smtp_code : 451;
-	snprintf(r->text, sizeof(r->text), "%.11s %.240s", e->enhanced[0] ? e->enhanced : "4.3.0",
-	    e->text);
+	/* A local storage problem (4.3.x) is the log's business: the text names
+	 * spool files, which a remote client has no need to learn. */
+	if (strcmp(enh, "4.3.1") == 0)
+		snprintf(r->text, sizeof(r->text), "4.3.1 Insufficient system storage");
+	else if (strncmp(enh, "4.3.", 4) == 0)
+		snprintf(r->text, sizeof(r->text), "%.11s Local error in processing", enh);
+	else
+		snprintf(r->text, sizeof(r->text), "%.11s %.240s", enh, e->text);
 }
 
 static int lsess_rcpt(void *ctx, const char *rcpt, struct smtp_reply *fail)

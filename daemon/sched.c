@@ -301,9 +301,17 @@ static void sched_bounce(struct sched *s, struct sched_job *j, bool *failed, tim
 		if (sched_add(s, dsnid) < 0)
 			log_err("%s: out of memory scheduling the DSN", dsnid);
 	} else if (r < 0) {
-		for (size_t i = 0; i < env->nrcpts; i++)
-			if (failed[i])
-				sched_unfail(&env->rcpts[i], &j->prev[i], now + s->d->conf->retry_min);
+		for (size_t i = 0; i < env->nrcpts; i++) {
+			if (!failed[i])
+				continue;
+			sched_unfail(&env->rcpts[i], &j->prev[i], now + s->d->conf->retry_min);
+			/* Undo the "bounced" the relay logged: log readers must
+			 * see that this recipient is still in the queue. */
+			log_info("%s: to=<%s>, relay=none, delay=%.0f, status=deferred (the failure "
+			    "notice could not be queued; failing again in %u s)", env->id,
+			    env->rcpts[i].addr, (double)now - (double)(env->arrival_us / 1000000),
+			    (unsigned)s->d->conf->retry_min);
+		}
 	}
 }
 
