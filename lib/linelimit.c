@@ -28,8 +28,7 @@ size_t linelimit_feed(struct linelimit *l, const char *in, size_t inlen, char *o
 				l->col = 1;
 				l->breaks++;
 			}
-			/* A leading "." goes out stuffed as "..". */
-			l->col += l->col == 0 && ch == '.' ? 2 : 1;
+			l->col++;
 		}
 		out[o++] = ch;
 	}

@@ -4,8 +4,8 @@
  * smarthost that enforces it rejects the whole message (DESIGN §4: such a
  * line must never cost a message).  Like Postfix's smtp_line_length_limit,
  * a longer line is broken by inserting CRLF SPACE: in a header that is a
- * legal fold, in a body it keeps MIME structure intact.  The count includes
- * the "." that dot-stuffing will add to a line starting with one.
+ * legal fold, in a body it keeps MIME structure intact.  The "." that
+ * dot-stuffing adds does not count (RFC 5321 §4.5.3.1.6).
  *
  * A streaming filter over the queued content, applied in the relay's output
  * path before anything that hashes what is sent (a DKIM signer must sign the
