@@ -1,10 +1,14 @@
 #include "config.h"
 
 #include <check.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "daemon/harden.h"
 #include "lib/log.h"
+#include "lib/secmem.h"
 
 /* Per-uid and global caps on local clients (issue 12 finding 2). */
 START_TEST(test_caps)
@@ -38,6 +42,44 @@ START_TEST(test_caps)
 }
 END_TEST
 
+/* The VmFlags of the mapping holding p in /proc/self/smaps. */
+static void vmflags_of(const void *p, char *flags, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	bool in = false;
+
+	ck_assert_ptr_nonnull(f);
+	flags[0] = '\0';
+	while (fgets(line, sizeof(line), f)) {
+		uintptr_t lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+		else if (in && strncmp(line, "VmFlags:", 8) == 0)
+			snprintf(flags, len, "%s", line + 8);
+	}
+	fclose(f);
+}
+
+/* Finding 6: secret buffers are kept out of core dumps ("dd" in VmFlags). */
+START_TEST(test_secmem_dontdump)
+{
+	char *p = secmem_alloc(5000), flags[512];
+
+	ck_assert_ptr_nonnull(p);
+	for (size_t i = 0; i < 5000; i++)
+		ck_assert_int_eq(p[i], 0);
+	memset(p, 'x', 5000);
+	vmflags_of(p, flags, sizeof(flags));
+	ck_assert_msg(strstr(flags, " dd") != NULL, "VmFlags:%s", flags);
+	vmflags_of(p + 4999, flags, sizeof(flags));
+	ck_assert_msg(strstr(flags, " dd") != NULL, "VmFlags:%s", flags);
+	secmem_free(p, 5000);
+	secmem_free(NULL, 10);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("harden");
@@ -47,6 +89,7 @@ int main(void)
 
 	log_init("check_harden", LOG_TARGET_STDERR, false);
 	tcase_add_test(tc, test_caps);
+	tcase_add_test(tc, test_secmem_dontdump);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
