@@ -24,6 +24,7 @@
 #include "queue/control.h"
 #include "queue/mailq.h"
 #include "queue/qjson.h"
+#include "daemon/harden.h"
 #include "lib/log.h"
 #include "lib/usock.h"
 
@@ -42,6 +43,7 @@ struct ctl {
 	struct daemon *d;
 	struct evconnlistener *lev;
 	struct ctl_client *clients;
+	struct harden_clients *limit;	/* per uid and in total */
 	time_t started;
 	struct q_envelope *recent[CTL_RECENT];	/* ring of finished messages */
 	size_t recent_next;
@@ -66,6 +68,7 @@ static void ctl_client_free(struct ctl_client *cl)
 			break;
 		}
 	}
+	harden_clients_release(cl->ctl->limit, cl->uid);
 	bufferevent_free(cl->bev);
 	free(cl);
 }
@@ -729,6 +732,11 @@ static void ctl_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct
 		cl->uid = cred.uid;
 		cl->pid = cred.pid;
 	}
+	if (!harden_clients_admit(c->limit, cl->uid)) {
+		bufferevent_free(cl->bev);
+		free(cl);
+		return;
+	}
 	cl->next = c->clients;
 	c->clients = cl;
 	bufferevent_setcb(cl->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, cl);
@@ -785,15 +793,25 @@ struct ctl *ctl_new(struct daemon *d, char *err, size_t errlen)
 	}
 	c->d = d;
 	c->started = time(NULL);
+	if (!(c->limit = harden_clients_new("control socket"))) {
+		snprintf(err, errlen, "out of memory");
+		free(c);
+		return NULL;
+	}
 	if ((fd = ctl_bind(c, err, errlen)) < 0) {
+		harden_clients_free(c->limit);
 		free(c);
 		return NULL;
 	}
 	c->lev = evconnlistener_new(d->base, ctl_accept_cb, c, LEV_OPT_CLOSE_ON_FREE, 0, fd);
-	if (!c->lev) {
+	if (!c->lev || harden_guard(d->base, c->lev, c->path) < 0) {
 		snprintf(err, errlen, "%s: cannot listen: %s", c->path, strerror(errno));
-		close(fd);
+		if (c->lev)
+			evconnlistener_free(c->lev);
+		else
+			close(fd);
 		unlink(c->path);
+		harden_clients_free(c->limit);
 		free(c);
 		return NULL;
 	}
@@ -806,9 +824,11 @@ void ctl_free(struct ctl *c)
 {
 	if (!c)
 		return;
+	harden_unguard(c->lev);
 	evconnlistener_free(c->lev);
 	while (c->clients)
 		ctl_client_free(c->clients);
+	harden_clients_free(c->limit);
 	if (c->d->sched)
 		sched_set_finished(c->d->sched, NULL, NULL);
 	for (size_t i = 0; i < CTL_RECENT; i++)

@@ -139,8 +139,8 @@ void durable_free(struct durable *u)
 	if (!u)
 		return;
 	if (u->c) {
+		durable_report(u);	/* before commit_free: the stats live in it */
 		commit_free(u->c);
-		durable_report(u);
 	}
 	if (u->ev)
 		event_free(u->ev);

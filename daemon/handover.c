@@ -20,6 +20,7 @@
 #include "relay/stats.h"
 #include "queue/handoff.h"
 #include "relay/maillog.h"
+#include "daemon/harden.h"
 #include "lib/log.h"
 #include "lib/usock.h"
 
@@ -28,6 +29,7 @@
 struct handover {
 	struct daemon *d;
 	struct evconnlistener *lev;
+	struct harden_clients *limit;	/* per uid and in total */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -35,11 +37,13 @@ struct handover_client {
 	struct handover *h;
 	struct event *ev;
 	int fd;
-	long uid, pid;			/* the peer, once its message is in */
+	uid_t uid;			/* the peer (SO_PEERCRED at accept) */
+	long pid;			/* once its message is in */
 };
 
 static void handover_client_free(struct handover_client *cl)
 {
+	harden_clients_release(cl->h->limit, cl->uid);
 	event_free(cl->ev);
 	close(cl->fd);
 	free(cl);
@@ -129,12 +133,11 @@ static void handover_read_cb(evutil_socket_t s, short what, void *arg)
 		handover_client_free(cl);
 		return;
 	}
-	cl->uid = (long)cred.uid;
 	cl->pid = (long)cred.pid;
 	/* Reading the caller's file (maybe on a slow or FUSE file system) and
 	 * queueing it happen off the loop; no timeout meanwhile. */
 	event_del(cl->ev);
-	qstore_accept_fd(cl->h->d, fd, cl->uid, handover_queued, cl);
+	qstore_accept_fd(cl->h->d, fd, (long)cred.uid, handover_queued, cl);
 }
 
 static void handover_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
@@ -143,6 +146,8 @@ static void handover_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct handover *h = arg;
 	struct timeval tv = { .tv_sec = HANDOVER_TIMEOUT };
 	struct handover_client *cl = calloc(1, sizeof(*cl));
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
 
 	if (!cl) {
 		close(fd);
@@ -150,10 +155,19 @@ static void handover_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 	cl->h = h;
 	cl->fd = fd;
+	cl->uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 ?
+	    cred.uid : (uid_t)-1;
+	if (!harden_clients_admit(h->limit, cl->uid)) {
+		handover_reply(fd, "error", "too many connections from this user; try again later");
+		close(fd);
+		free(cl);
+		return;
+	}
 	cl->ev = event_new(h->d->base, fd, EV_READ, handover_read_cb, cl);
 	if (!cl->ev || event_add(cl->ev, &tv) < 0) {
 		if (cl->ev)
 			event_free(cl->ev);
+		harden_clients_release(h->limit, cl->uid);
 		close(fd);
 		free(cl);
 	}
@@ -181,15 +195,25 @@ struct handover *handover_new(struct daemon *d, char *err, size_t errlen)
 		return NULL;
 	}
 	h->d = d;
+	if (!(h->limit = harden_clients_new("submit socket"))) {
+		snprintf(err, errlen, "out of memory");
+		free(h);
+		return NULL;
+	}
 	if ((fd = handover_bind(h, err, errlen)) < 0) {
+		harden_clients_free(h->limit);
 		free(h);
 		return NULL;
 	}
 	h->lev = evconnlistener_new(d->base, handover_accept_cb, h, LEV_OPT_CLOSE_ON_FREE, 0, fd);
-	if (!h->lev) {
+	if (!h->lev || harden_guard(d->base, h->lev, h->path) < 0) {
 		snprintf(err, errlen, "%s: cannot listen: %s", h->path, strerror(errno));
-		close(fd);
+		if (h->lev)
+			evconnlistener_free(h->lev);
+		else
+			close(fd);
 		unlink(h->path);
+		harden_clients_free(h->limit);
 		free(h);
 		return NULL;
 	}
@@ -200,7 +224,9 @@ void handover_free(struct handover *h)
 {
 	if (!h)
 		return;
+	harden_unguard(h->lev);
 	evconnlistener_free(h->lev);
 	unlink(h->path);
+	harden_clients_free(h->limit);
 	free(h);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -19,6 +20,7 @@
 #include "daemon/durable.h"
 #include "daemon/sched.h"
 #include "relay/stats.h"
+#include "daemon/harden.h"
 #include "lib/log.h"
 #include "queue/submit.h"
 #include "relay/maillog.h"
@@ -40,6 +42,7 @@ struct lsess {
 	char name[16];			/* "localhost" for loopback, else "unknown" (no rDNS) */
 	bool allowed;
 	bool eof;
+	time_t deadline;		/* monotonic: 421 when no message done by then */
 };
 
 struct listener {
@@ -49,6 +52,7 @@ struct listener {
 	size_t n;
 	struct lsess *sessions;
 	unsigned nsessions;
+	unsigned ndenied;		/* sessions of peers outside allow_networks */
 };
 
 /* One message on its way to the disk; outlives its session if need be,
@@ -63,14 +67,23 @@ struct lcommit {
 
 static void lsess_free(struct lsess *s);
 static void lsess_pump(struct lsess *s);
+static void lsess_set_deadline(struct lsess *s);
 
 /* ---- the sink: smtp_server -> queue/submit ---- */
 
 static void lsess_reply(struct smtp_reply *r, const struct submit_error *e)
 {
+	const char *enh = e->enhanced[0] ? e->enhanced : "4.3.0";
+
 	r->code = e->smtp_code ? e->smtp_code : 451;
-	snprintf(r->text, sizeof(r->text), "%.11s %.240s", e->enhanced[0] ? e->enhanced : "4.3.0",
-	    e->text);
+	/* A local storage problem (4.3.x) is the log's business: the text names
+	 * spool files, which a remote client has no need to learn. */
+	if (strcmp(enh, "4.3.1") == 0)
+		snprintf(r->text, sizeof(r->text), "4.3.1 Insufficient system storage");
+	else if (strncmp(enh, "4.3.", 4) == 0)
+		snprintf(r->text, sizeof(r->text), "%.11s Local error in processing", enh);
+	else
+		snprintf(r->text, sizeof(r->text), "%.11s %.240s", enh, e->text);
 }
 
 static int lsess_rcpt(void *ctx, const char *rcpt, struct smtp_reply *fail)
@@ -234,6 +247,7 @@ static int lsess_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_rep
 		free(c);
 		return -1;
 	}
+	lsess_set_deadline(s);
 	c->d = s->l->d;
 	snprintf(c->client, sizeof(c->client), "%s[%s]", s->name, s->ip);
 	snprintf(queue_id, idlen, "%s", c->id);
@@ -333,10 +347,27 @@ static void lsess_pump(struct lsess *s)
 		bufferevent_disable(s->bev, EV_READ);
 }
 
+static time_t lsess_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* A new message may take LISTENER_SESSION_FACTOR x smtpd_timeout. */
+static void lsess_set_deadline(struct lsess *s)
+{
+	s->deadline = lsess_now() + (time_t)s->l->d->conf->smtpd_timeout * LISTENER_SESSION_FACTOR;
+}
+
 static void lsess_arm_idle(struct lsess *s)
 {
 	struct timeval tv = { s->l->d->conf->smtpd_timeout, 0 };
+	time_t left = s->deadline - lsess_now();
 
+	if (left < tv.tv_sec)
+		tv.tv_sec = left > 0 ? left : 0;
 	/* A denied peer's clock is not reset by its commands. */
 	if (s->allowed)
 		evtimer_add(s->timer, &tv);
@@ -385,8 +416,12 @@ static void lsess_timer_cb(evutil_socket_t fd, short what, void *arg)
 		lsess_free(s);
 		return;
 	}
-	log_info("timeout after %s from %s[%s]", s->allowed ? "idling" : "denied access",
-	    s->name, s->ip);
+	if (s->allowed && lsess_now() >= s->deadline)
+		log_info("timeout from %s[%s]: no message completed in %d x smtpd_timeout",
+		    s->name, s->ip, LISTENER_SESSION_FACTOR);
+	else
+		log_info("timeout after %s from %s[%s]", s->allowed ? "idling" : "denied access",
+		    s->name, s->ip);
 	smtp_server_timeout(s->srv);
 	lsess_move_output(s);
 	bufferevent_disable(s->bev, EV_READ);
@@ -408,7 +443,10 @@ static void lsess_free(struct lsess *s)
 		l->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	l->nsessions--;
+	if (s->allowed)
+		l->nsessions--;
+	else
+		l->ndenied--;
 	if (s->ip[0])
 		log_info("disconnect from %s[%s]", s->name, s->ip);
 	/* Frees the transaction too: the sink's abort drops unacknowledged mail. */
@@ -464,6 +502,7 @@ static int lsess_start(struct lsess *s, evutil_socket_t fd, const struct sockadd
 
 	lsess_peer(s, sa);
 	s->allowed = lsess_allowed(c, sa);
+	lsess_set_deadline(s);
 	sp.peer_allowed = s->allowed;
 	if (!(s->bev = bufferevent_socket_new(s->l->d->base, fd, BEV_OPT_CLOSE_ON_FREE))) {
 		close(fd);
@@ -510,6 +549,7 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 {
 	struct listener *l = arg;
 	struct lsess *s;
+	bool allowed;
 
 	(void)lev;
 	(void)salen;
@@ -517,7 +557,15 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 		close(fd);
 		return;
 	}
-	if (l->nsessions >= l->d->conf->max_connections) {
+	allowed = lsess_allowed(l->d->conf, sa);
+	if (!allowed && l->ndenied >= LISTENER_DENIED_MAX) {
+		/* Their own small budget: they never take max_connections slots. */
+		log_debug("peer outside allow_networks dropped: %u already waiting",
+		    l->ndenied);
+		close(fd);
+		return;
+	}
+	if (allowed && l->nsessions >= l->d->conf->max_connections) {
 		listener_refuse(l, fd, sa);
 		return;
 	}
@@ -530,7 +578,10 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 	if (l->sessions)
 		l->sessions->prev = s;
 	l->sessions = s;
-	l->nsessions++;
+	if (allowed)
+		l->nsessions++;
+	else
+		l->ndenied++;
 	if (lsess_start(s, fd, sa) < 0) {
 		log_err("out of memory accepting a connection");
 		if (!s->bev) {
@@ -538,22 +589,15 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 			l->sessions = s->next;
 			if (s->next)
 				s->next->prev = NULL;
-			l->nsessions--;
+			if (allowed)
+				l->nsessions--;
+			else
+				l->ndenied--;
 			free(s);
 			return;
 		}
 		lsess_free(s);
 	}
-}
-
-static void listener_error_cb(struct evconnlistener *lev, void *arg)
-{
-	int e = EVUTIL_SOCKET_ERROR();
-
-	(void)lev;
-	(void)arg;
-	/* EMFILE and the like: keep serving the sessions we have. */
-	log_err("accept: %s", evutil_socket_error_to_string(e));
 }
 
 static const char *listener_hint(int e)
@@ -640,7 +684,12 @@ struct listener *listener_new(struct daemon *d, char *err, size_t errlen)
 			l->n = i + 1;
 			goto fail;
 		}
-		evconnlistener_set_error_cb(l->levs[i], listener_error_cb);
+		/* EMFILE and the like: pause, keep serving the sessions we have. */
+		if (harden_guard(d->base, l->levs[i], c->listen[i].spec) < 0) {
+			snprintf(err, errlen, "cannot listen on %s: out of memory", c->listen[i].spec);
+			l->n = i + 1;
+			goto fail;
+		}
 		l->n = i + 1;
 		log_info("listening on %s", c->listen[i].spec);
 	}
@@ -653,8 +702,10 @@ fail:
 void listener_disable(struct listener *l)
 {
 	for (size_t i = 0; l && i < l->n; i++)
-		if (l->levs[i])
+		if (l->levs[i]) {
+			harden_unguard(l->levs[i]);	/* no resuming after this */
 			evconnlistener_disable(l->levs[i]);
+		}
 }
 
 void listener_free(struct listener *l)
@@ -664,8 +715,10 @@ void listener_free(struct listener *l)
 	while (l->sessions)
 		lsess_free(l->sessions);
 	for (size_t i = 0; i < l->n; i++) {
-		if (l->levs && l->levs[i])
+		if (l->levs && l->levs[i]) {
+			harden_unguard(l->levs[i]);
 			evconnlistener_free(l->levs[i]);
+		}
 		if (l->specs)
 			free(l->specs[i]);
 	}

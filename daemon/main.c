@@ -19,6 +19,7 @@
 #include "conf/hostdefaults.h"
 #include "daemon/ctl.h"
 #include "daemon/handover.h"
+#include "daemon/harden.h"
 #include "daemon/daemon.h"
 #include "daemon/dsn.h"
 #include "daemon/durable.h"
@@ -469,6 +470,7 @@ static int main_privileged(struct daemon *d)
 		log_warn("%s: user is root: running with full privileges", d->conf->path);
 	else if (pw && main_drop_privileges(pw) < 0)
 		return EX_OSERR;
+	harden_process();
 	if (main_check_oauth2_files(d->conf) < 0)
 		return EX_CONFIG;
 	return main_load_dkim(d);

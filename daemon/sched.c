@@ -23,6 +23,8 @@ struct sched_msg {
 	time_t due;
 	bool busy;
 	bool forced;			/* flushed: ignore the recipients' next_attempt */
+	bool storing;			/* busy writing the state of an attempt */
+	bool flush_after;		/* flushed while storing: due once stored */
 	bool cancelled;			/* deleted while in delivery: remove when done */
 	long cancel_uid;
 };
@@ -323,23 +325,42 @@ static void sched_release(struct sched *s, struct sched_job *j, time_t due)
 	time_t now = time(NULL);
 
 	if (m) {
-		m->busy = false;
-		m->forced = false;
-		m->due = due < 0 ? now + SCHED_ERROR_RETRY : due;
+		m->busy = m->storing = false;
+		m->forced = m->flush_after;
+		m->due = m->flush_after ? 0 : due < 0 ? now + SCHED_ERROR_RETRY : due;
+		m->flush_after = false;
 	}
 	s->inflight--;
 	sched_job_free(j);
 	sched_arm(s);
 }
 
-static void sched_unfail_all(struct sched *s, struct sched_job *j, time_t when)
+/* Recipients that just failed wait to fail again (their DSN could not be
+ * queued).  The relay already logged them bounced: log readers must see
+ * that they are still in the queue. */
+static void sched_unfail_all(struct sched *s, struct sched_job *j, time_t when, const char *why)
 {
 	struct q_envelope *env = j->env;
+	time_t now = time(NULL);
+	char reason[256];
+	struct maillog_delivery d = {
+		.id = env->id, .relay = "none", .dsn = "4.3.0", .status = "deferred",
+		.delay = (double)now - (double)(env->arrival_us / 1000000), .by_qmgr = true,
+		.reason = reason,
+	};
 
-	for (size_t i = 0; i < env->nrcpts; i++)
-		if (env->rcpts[i].state == Q_FAILED && j->prev[i].state != Q_FAILED)
-			sched_unfail(&env->rcpts[i], &j->prev[i], when);
 	(void)s;
+	snprintf(reason, sizeof(reason), "%s; failing again in %lld s", why,
+	    (long long)(when - now));
+	d.delays[1] = d.delay;
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].state != Q_FAILED || j->prev[i].state == Q_FAILED)
+			continue;
+		sched_unfail(&env->rcpts[i], &j->prev[i], when);
+		d.to = env->rcpts[i].addr;
+		d.orig_to = env->rcpts[i].orcpt;
+		maillog_delivery(&d);
+	}
 }
 
 static void sched_bounced(void *arg, int error, const char *err, const char *dsnid)
@@ -349,7 +370,8 @@ static void sched_bounced(void *arg, int error, const char *err, const char *dsn
 
 	(void)err;
 	if (error) {
-		sched_unfail_all(s, j, time(NULL) + s->d->conf->retry_min);
+		sched_unfail_all(s, j, time(NULL) + s->d->conf->retry_min,
+		    "the failure notice could not be queued");
 	} else {
 		j->env->dsn_count++;
 		if (sched_add(s, dsnid) < 0)
@@ -391,7 +413,8 @@ static bool sched_bounce(struct sched *s, struct sched_job *j, time_t now)
 	sched_log_expired(j->env, j->failed, now);
 	r = dsn_send(s->d, j->env, j->failed, sched_bounced, j);
 	if (r < 0)
-		sched_unfail_all(s, j, now + s->d->conf->retry_min);
+		sched_unfail_all(s, j, now + s->d->conf->retry_min,
+		    "the failure notice could not be queued");
 	else if (r == 0 && (!j->env->sender[0] || dsn_wanted(j->env, j->failed)))
 		sched_hold(s, j->env, now);
 	return r > 0;
@@ -437,6 +460,7 @@ static void sched_stored(void *arg, int error, const char *err, const char *id)
 static void sched_store(struct sched *s, struct sched_job *j)
 {
 	struct q_envelope *env = j->env;
+	struct sched_msg *m;
 
 	j->due = sched_env_due(env);
 	if (j->due < 0)
@@ -449,6 +473,8 @@ static void sched_store(struct sched *s, struct sched_job *j)
 		sched_release(s, j, j->due);
 		return;
 	}
+	if ((m = sched_lookup(s, env->id)))
+		m->storing = true;
 	qstore_state(s->d, env, sched_stored, j);
 }
 
@@ -471,7 +497,7 @@ static void sched_done(struct q_envelope *env, void *arg)
 	if (nfailed < 0) {
 		/* No DSN without memory: recipients that just failed wait to fail again. */
 		log_err("%s: out of memory updating the recipients' state", env->id);
-		sched_unfail_all(s, j, now + c->retry_min);
+		sched_unfail_all(s, j, now + c->retry_min, "out of memory updating the recipients' state");
 	} else if (nfailed > 0 && sched_bounce(s, j, now)) {
 		return;
 	}
@@ -709,6 +735,11 @@ size_t sched_flush(struct sched *s)
 	size_t n = 0;
 
 	for (size_t i = 0; i < s->n; i++) {
+		/* One whose attempt is over but not yet on disk goes once it is. */
+		if (s->msgs[i].busy && s->msgs[i].storing) {
+			s->msgs[i].flush_after = true;
+			n++;
+		}
 		if (s->msgs[i].busy)
 			continue;
 		s->msgs[i].due = 0;

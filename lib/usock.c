@@ -77,28 +77,59 @@ int usock_send_fd(int s, const void *data, size_t len, int fd)
 	return sendmsg(s, &m, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -1;
 }
 
+/* Room for more descriptors than anyone should send: whatever arrives is
+ * counted and closed, so a hostile peer cannot leave descriptors with us. */
+#define USOCK_RECV_FDS 16
+
+/* Close every descriptor in every SCM_RIGHTS message; how many there were. */
+static size_t usock_close_fds(struct msghdr *m)
+{
+	size_t total = 0;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+		size_t n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+		    c->cmsg_len < CMSG_LEN(0))
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			close(fd);
+		}
+		total += n;
+	}
+	return total;
+}
+
 ssize_t usock_recv_fd(int s, void *data, size_t len, int *fd)
 {
 	struct iovec iov = { .iov_base = data, .iov_len = len };
-	union usock_cmsg u;
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(USOCK_RECV_FDS * sizeof(int))];
+	} u;
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
 	    .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
 	ssize_t n;
 
 	*fd = -1;
 	n = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
 	if (n < 0)
 		return -1;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len == CMSG_LEN(sizeof(int)) && *fd < 0)
-			memcpy(fd, CMSG_DATA(c), sizeof(int));
-	if (m.msg_flags & MSG_CTRUNC) {
-		if (*fd >= 0)
-			close(*fd);
-		*fd = -1;
-		errno = EBADMSG;
-		return -1;
+	c = CMSG_FIRSTHDR(&m);
+	/* Exactly one message with exactly one descriptor, or none at all. */
+	if (!(m.msg_flags & MSG_CTRUNC) && c && CMSG_NXTHDR(&m, c) == NULL &&
+	    c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+	    c->cmsg_len == CMSG_LEN(sizeof(int))) {
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+		return n;
 	}
-	return n;
+	if (usock_close_fds(&m) == 0 && !(m.msg_flags & MSG_CTRUNC))
+		return n;
+	errno = EBADMSG;
+	return -1;
 }

@@ -19,7 +19,8 @@ int usock_connect(const struct sockaddr_un *sun, int timeout_sec);
 /* Send data with one descriptor attached (SCM_RIGHTS); 0 or -1/errno. */
 int usock_send_fd(int s, const void *data, size_t len, int fd);
 /* Receive up to len bytes and at most one descriptor (-1 in *fd when none
- * came); a truncated control message is refused.  Bytes read, or -1. */
+ * came).  A truncated control message or more than one descriptor is refused
+ * with EBADMSG, every descriptor that came with it closed.  Bytes read, or -1. */
 ssize_t usock_recv_fd(int s, void *data, size_t len, int *fd);
 
 #endif

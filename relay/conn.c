@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 
 #include "relay/tls.h"
+#include "lib/linelimit.h"
 #include "lib/log.h"
 
 #define CONN_REASON_MAX 1024
@@ -70,6 +71,7 @@ struct conn {
 	char *chunk;
 	size_t clen, coff;
 	bool ceof;
+	struct linelimit ll;	/* lines over 998 octets broken on the way out */
 
 	struct timespec t0;
 	long connect_ms;		/* -1 until TCP connected */
@@ -538,7 +540,7 @@ static bool conn_feed(struct conn *c)
 		if (conn_out_full(c))
 			return true;
 		if (c->coff == c->clen && !c->ceof) {
-			n = read(c->fd, c->chunk, CONN_CHUNK);
+			n = linelimit_read(&c->ll, c->fd, c->chunk, CONN_CHUNK);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0) {
@@ -953,6 +955,7 @@ int conn_send_prefixed(struct conn *c, const struct smtp_client_msg *m, const ch
 	c->clen = plen;
 	c->coff = 0;
 	c->ceof = false;
+	linelimit_init(&c->ll);
 	c->ready_told = c->done_told = false;
 	conn_kick(c);
 	return 0;

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "lib/secmem.h"
+
 #define SECRET_ERR_MAX 1024
 #define SECRET_REAP_MS 10		/* poll for the exit once the pipes closed */
 
@@ -60,8 +62,7 @@ static void secret_free(struct secret_job *j)
 		event_free(j->timeout);
 	if (j->reap)
 		event_free(j->reap);
-	secret_wipe(j->out, sizeof(j->out));
-	free(j);
+	secmem_free(j, sizeof(*j));
 }
 
 /* The first line of stderr, control characters replaced: it goes to logs. */
@@ -245,7 +246,8 @@ static int secret_start(struct secret_job *j, const char *cmd)
 struct secret_job *secret_run(struct event_base *base, const char *cmd, unsigned timeout_sec,
     secret_done_fn done, void *arg)
 {
-	struct secret_job *j = calloc(1, sizeof(*j));
+	/* Its output buffer holds the secret: pages kept out of core dumps. */
+	struct secret_job *j = secmem_alloc(sizeof(*j));
 	struct timeval tv = { (time_t)timeout_sec, 0 };
 	int saved;
 

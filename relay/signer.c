@@ -10,6 +10,7 @@
 
 #include "lib/buf.h"
 #include "lib/dkim.h"
+#include "lib/linelimit.h"
 
 #define SIGNER_READ 65536
 
@@ -85,10 +86,27 @@ void signer_free(struct signer *s)
 	free(s);
 }
 
+/* The signature covers what conn_feed sends: lines over 998 octets broken
+ * there the same way (lib/linelimit.h), so they are broken here too. */
+static int signer_input(struct dkim_sign *ds, struct linelimit *ll, const char *in, size_t n,
+    char *out)
+{
+	while (n > 0) {
+		size_t outlen, used = linelimit_feed(ll, in, n, out, SIGNER_READ, &outlen);
+
+		if (dkim_sign_input(ds, out, outlen) < 0)
+			return -1;
+		in += used;
+		n -= used;
+	}
+	return 0;
+}
+
 static int signer_feed(struct dkim_sign *ds, int fd, char *err, size_t errlen)
 {
-	char *chunk = malloc(SIGNER_READ);
+	char *chunk = malloc(2 * SIGNER_READ);
 	off_t off = lseek(fd, 0, SEEK_CUR);
+	struct linelimit ll;
 	ssize_t n;
 
 	if (!chunk || off < 0) {
@@ -96,10 +114,12 @@ static int signer_feed(struct dkim_sign *ds, int fd, char *err, size_t errlen)
 		free(chunk);
 		return -1;
 	}
+	linelimit_init(&ll);
 	while ((n = pread(fd, chunk, SIGNER_READ, off)) > 0) {
 		off += n;
 		/* Mail we do not sign is not read to its end. */
-		if (dkim_sign_input(ds, chunk, (size_t)n) < 0 || dkim_sign_unwanted(ds))
+		if (signer_input(ds, &ll, chunk, (size_t)n, chunk + SIGNER_READ) < 0 ||
+		    dkim_sign_unwanted(ds))
 			break;
 	}
 	free(chunk);

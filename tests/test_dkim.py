@@ -48,6 +48,9 @@ CASES = {
     "no-final-newline": (b"Subject: no final newline\n", b"last line without newline"),
     "dots": (b"Subject: dots\n", b".leading dot\n..two dots\n.\n...\nend\n"),
     "long-body-line": (b"Subject: long line\n", b"x" * 900 + b"  \t y\n"),
+    # Over RFC 5321's 998 octets: relayed broken (lib/linelimit.h), and the
+    # signature must cover the broken form the smarthost receives.
+    "over-998": (b"Subject: over the line limit\n", b"y" * 2500 + b"\n" + b"z" * 998 + b"\nend\n"),
 }
 
 
