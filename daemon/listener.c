@@ -90,14 +90,13 @@ static int lsess_rcpt(void *ctx, const char *rcpt, struct smtp_reply *fail)
 {
 	struct lsess *s = ctx;
 	struct submit_error e = { 0 };
-	char **list = NULL;
-	size_t n = 0;
+	struct strv list = { 0 };
 
-	if (submit_resolve(s->l->d->conf, rcpt, &list, &n, &e) < 0) {
+	if (submit_resolve(s->l->d->conf, rcpt, &list, &e) < 0) {
 		lsess_reply(fail, &e);
 		return -1;
 	}
-	submit_free_list(list, n);
+	strv_free(&list);
 	return 0;
 }
 

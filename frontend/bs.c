@@ -47,14 +47,13 @@ static int bs_rcpt(void *ctx, const char *rcpt, struct smtp_reply *fail)
 {
 	struct bs_ctx *b = ctx;
 	struct submit_error e = { 0 };
-	char **list = NULL;
-	size_t n = 0;
+	struct strv list = { 0 };
 
-	if (submit_resolve(b->c, rcpt, &list, &n, &e) < 0) {
+	if (submit_resolve(b->c, rcpt, &list, &e) < 0) {
 		bs_reply(fail, &e);
 		return -1;
 	}
-	submit_free_list(list, n);
+	strv_free(&list);
 	return 0;
 }
 

@@ -294,27 +294,26 @@ static int sendmail_verify(const struct sendmail_opts *o, struct config *c)
 	}
 	for (int i = 0; i < o->nrcpts; i++) {
 		struct submit_error e;
-		char **list = NULL;
-		size_t n = 0;
+		struct strv list = { 0 };
 
-		if (submit_resolve(c, o->rcpts[i], &list, &n, &e) < 0) {
+		if (submit_resolve(c, o->rcpts[i], &list, &e) < 0) {
 			printf("%s -> error: %s\n", o->rcpts[i], e.text);
 			status = e.exit_code;
 			continue;
 		}
 		/* Changed by resolution: only the daemon's config knows the answer. */
-		if (noconf_active() && (n != 1 || strcmp(list[0], o->rcpts[i]) != 0)) {
+		if (noconf_active() && (list.n != 1 || strcmp(list.v[0], o->rcpts[i]) != 0)) {
 			printf("%s -> error: resolved by smtprelayd with its configuration; %s\n",
 			    o->rcpts[i], noconf_why());
-			submit_free_list(list, n);
+			strv_free(&list);
 			status = EX_NOPERM;
 			continue;
 		}
 		printf("%s -> ", o->rcpts[i]);
-		for (size_t j = 0; j < n; j++)
-			printf("%s%s", j ? ", " : "", list[j]);
+		for (size_t j = 0; j < list.n; j++)
+			printf("%s%s", j ? ", " : "", list.v[j]);
 		putchar('\n');
-		submit_free_list(list, n);
+		strv_free(&list);
 	}
 	return status;
 }

@@ -93,21 +93,19 @@ void submit_free_list(char **list, size_t n)
 	free(list);
 }
 
-static int submit_list_add(char ***list, size_t *n, const char *addr)
+static int submit_list_add(struct strv *list, const char *addr)
 {
-	char **nl;
+	char *copy;
 
-	for (size_t i = 0; i < *n; i++)
-		if (strcmp((*list)[i], addr) == 0)
+	for (size_t i = 0; i < list->n; i++)
+		if (strcmp(list->v[i], addr) == 0)
 			return 0;
-	nl = realloc(*list, (*n + 1) * sizeof(*nl));
-	if (!nl)
+	if (!(copy = strdup(addr)))
 		return -1;
-	*list = nl;
-	nl[*n] = strdup(addr);
-	if (!nl[*n])
+	if (strv_push(list, copy) < 0) {
+		free(copy);
 		return -1;
-	(*n)++;
+	}
 	return 0;
 }
 
@@ -131,7 +129,7 @@ static int submit_expand(const struct config *conf, const char *given, struct st
 	return cnt;
 }
 
-int submit_resolve(const struct config *conf, const char *given, char ***list, size_t *n,
+int submit_resolve(const struct config *conf, const char *given, struct strv *list,
     struct submit_error *e)
 {
 	struct strv out = { 0 };
@@ -140,7 +138,7 @@ int submit_resolve(const struct config *conf, const char *given, char ***list, s
 	if (cnt < 0)
 		return -1;
 	for (int i = 0; i < cnt; i++) {
-		if (submit_list_add(list, n, out.v[i]) < 0) {
+		if (submit_list_add(list, out.v[i]) < 0) {
 			strv_free(&out);
 			submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
 			return -1;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "conf/conf.h"
+#include "lib/strv.h"
 #include "queue/queue.h"
 
 struct submit_params {
@@ -72,8 +73,9 @@ struct qwriter *submit_finish(struct submit *s, char id[QID_SIZE], struct submit
 void submit_spool_failure(struct submit_error *e, int err, const char *what);
 
 /* Resolve one recipient as given into fully qualified addresses, appending
- * to *list (deduplicated).  For -bv and RCPT checks.  0 or -1 with e set. */
-int submit_resolve(const struct config *conf, const char *given, char ***list, size_t *n,
+ * to list (deduplicated; the caller's to strv_free).  For -bv and RCPT
+ * checks.  0 or -1 with e set. */
+int submit_resolve(const struct config *conf, const char *given, struct strv *list,
     struct submit_error *e);
 void submit_free_list(char **list, size_t n);
 
