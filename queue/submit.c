@@ -30,6 +30,7 @@ struct submit {
 	unsigned max_rcpts;
 	bool extract;
 	char *received;
+	char *daemon_from;		/* the From: of a null-sender message; the filter's */
 	struct buf pending;		/* output held until the header section is over */
 	struct submit_error err;	/* first failure seen in the output path */
 	bool failed;
@@ -326,17 +327,13 @@ static struct msg *submit_new_filter(struct submit *s, const struct submit_param
 		.out = submit_out,
 		.out_ctx = s,
 	};
-	char *daemon_from = NULL;
-	struct msg *m;
-
-	/* A bounce-like null sender still needs a From: address for the header. */
+	/* A bounce-like null sender still needs a From: address for the header;
+	 * the filter keeps the pointer, so it lives as long as s. */
 	if (!mp.from_addr) {
-		daemon_from = addr_qualify("MAILER-DAEMON", p->conf->hostname);
-		mp.from_addr = daemon_from;
+		s->daemon_from = addr_qualify("MAILER-DAEMON", p->conf->hostname);
+		mp.from_addr = s->daemon_from;
 	}
-	m = msg_new(&mp);
-	free(daemon_from);
-	return m;
+	return msg_new(&mp);
 }
 
 static int submit_init_envelope(struct submit *s, const struct submit_params *p,
@@ -490,6 +487,7 @@ void submit_abort(struct submit *s)
 	free(s->env.envid);
 	free(s->env.origin);
 	free(s->received);
+	free(s->daemon_from);
 	buf_free(&s->pending);
 	free(s);
 }

@@ -409,8 +409,8 @@ static Suite *commit_suite(void)
 /* Preload the shim (built next to this program) and run again. */
 static void preload_shim(char **argv)
 {
-	const char *top = getenv("top_builddir");
-	char so[4096];
+	const char *top = getenv("top_builddir"), *asan = getenv("ASAN_OPTIONS");
+	char so[4096], opts[1024];
 
 	if (getenv("FSSHIM_LOADED"))
 		return;
@@ -418,7 +418,9 @@ static void preload_shim(char **argv)
 	setenv("LD_PRELOAD", so, 1);
 	setenv("FSSHIM_LOADED", "1", 1);
 	/* In a --enable-sanitizers build the shim comes before ASan's runtime. */
-	setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
+	    asan && *asan ? ":" : "");
+	setenv("ASAN_OPTIONS", opts, 1);
 	execv("/proc/self/exe", argv);
 	perror("check_commit: re-executing with tests/fsshim.so");
 	exit(1);

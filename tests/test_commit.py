@@ -69,7 +69,7 @@ class CommitTest(testlib.TestCase):
         d = Daemon(self.new_instance(), body)
         d.extra_env = {"LD_PRELOAD": SHIM, "FSSHIM_DELAY_US": str(delay_us), "FSSHIM_FAIL": fail,
                        # a --enable-sanitizers build: the shim precedes ASan's runtime
-                       "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "verify_asan_link_order=0")}
+                       "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
         self.addCleanup(d.stop)
         return d.start()
 
