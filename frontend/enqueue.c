@@ -89,7 +89,11 @@ static int enqueue_fail(const struct submit_error *e)
 	return e->exit_code ? e->exit_code : EX_SOFTWARE;
 }
 
-static int enqueue_copy(struct submit *s, struct submit_error *e)
+/* Standard input, chunk by chunk, into sink (the submission, or the raw
+ * record for the daemon): 0 at end of input, -1 with e set. */
+typedef int (*enqueue_sink)(void *ctx, const char *data, size_t len, struct submit_error *e);
+
+static int enqueue_read_stdin(enqueue_sink sink, void *ctx, struct submit_error *e)
 {
 	char *buf = malloc(ENQUEUE_CHUNK);
 	ssize_t n;
@@ -109,11 +113,21 @@ static int enqueue_copy(struct submit *s, struct submit_error *e)
 			    strerror(errno));
 			break;
 		}
-		if (n == 0 || submit_write(s, buf, (size_t)n, e) < 0)
+		if (n == 0 || sink(ctx, buf, (size_t)n, e) < 0)
 			break;
 	}
 	free(buf);
 	return n == 0 ? 0 : -1;
+}
+
+static int enqueue_to_submit(void *ctx, const char *data, size_t len, struct submit_error *e)
+{
+	return submit_write(ctx, data, len, e);
+}
+
+static int enqueue_copy(struct submit *s, struct submit_error *e)
+{
+	return enqueue_read_stdin(enqueue_to_submit, s, e);
 }
 
 static int enqueue_handover(const struct config *c, int fd, char *id, struct submit_error *e)
@@ -125,31 +139,23 @@ static int enqueue_handover(const struct config *c, int fd, char *id, struct sub
 	return 0;
 }
 
+struct enqueue_raw {
+	int fd;
+	size_t max;
+};
+
+static int enqueue_to_raw(void *ctx, const char *data, size_t len, struct submit_error *e)
+{
+	struct enqueue_raw *r = ctx;
+
+	return noconf_write(r->fd, data, len, r->max, e);
+}
+
 static int enqueue_noconf_copy(int fd, size_t max, struct submit_error *e)
 {
-	char *buf = malloc(ENQUEUE_CHUNK);
-	ssize_t n;
+	struct enqueue_raw r = { fd, max };
 
-	if (!buf) {
-		e->exit_code = EX_TEMPFAIL;
-		snprintf(e->text, sizeof(e->text), "out of memory");
-		return -1;
-	}
-	for (;;) {
-		n = read(STDIN_FILENO, buf, ENQUEUE_CHUNK);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			e->exit_code = EX_IOERR;
-			snprintf(e->text, sizeof(e->text), "reading the message from standard input: %s",
-			    strerror(errno));
-			break;
-		}
-		if (n == 0 || noconf_write(fd, buf, (size_t)n, max, e) < 0)
-			break;
-	}
-	free(buf);
-	return n == 0 ? 0 : -1;
+	return enqueue_read_stdin(enqueue_to_raw, &r, e);
 }
 
 /* Without the config: stdin as read goes to the daemon (frontend/noconf.h). */
