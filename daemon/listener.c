@@ -168,10 +168,17 @@ static int lcommit_stage(void *arg, int *dirfd, char *err, size_t errlen)
 {
 	struct lcommit *c = arg;
 
-	if (qwriter_stage(c->w, err, errlen) < 0)
+	if (qwriter_stage_early(c->w, err, errlen) < 0)
 		return errno ? errno : EIO;
 	*dirfd = qwriter_dirfd(c->w);
 	return 0;
+}
+
+static int lcommit_flush(void *arg, char *err, size_t errlen)
+{
+	struct lcommit *c = arg;
+
+	return qwriter_sync(c->w, err, errlen) < 0 ? (errno ? errno : EIO) : 0;
 }
 
 static int lcommit_settle(void *arg, int error, char *err, size_t errlen)
@@ -207,6 +214,7 @@ static void lcommit_done(void *arg, int error, const char *err)
 
 static const struct commit_ops lcommit_ops = {
 	.stage = lcommit_stage, .settle = lcommit_settle, .done = lcommit_done,
+	.flush = lcommit_flush,
 };
 
 /* Without the stage (or its memory): commit here, as the front ends do. */

@@ -12,7 +12,7 @@
 #include "daemon/rawpickup.h"
 #include "lib/fsutil.h"
 
-enum qstore_kind { QS_REMOVE, QS_STATE, QS_WRITER, QS_PICKUP, QS_ACCEPT };
+enum qstore_kind { QS_REMOVE, QS_STATE, QS_WRITER, QS_PICKUP, QS_ACCEPT, QS_LOAD };
 
 struct qstore_job {
 	enum qstore_kind kind;
@@ -24,12 +24,33 @@ struct qstore_job {
 	const struct q_envelope *env;
 	struct qwriter *w;
 	qstore_cb cb;
+	qstore_load_cb load_cb;
+	struct q_envelope *loaded;
 	void *arg;
 };
 
 static int qstore_errno(void)
 {
 	return errno ? errno : EIO;
+}
+
+/* Lock, then read: the envelope read is the one delivery will use. */
+static int qstore_load_now(struct qstore_job *j, char *err, size_t errlen)
+{
+	if ((j->fd = queue_lock(j->q, j->id)) < 0) {
+		int e = qstore_errno();
+
+		snprintf(err, errlen, "%s: cannot lock: %s", j->id, strerror(e));
+		return e;
+	}
+	if (queue_read(j->q, Q_QUEUE, j->id, &j->loaded, err, errlen) < 0) {
+		int e = qstore_errno();
+
+		close(j->fd);
+		j->fd = -1;
+		return e;
+	}
+	return 0;
 }
 
 /* Worker thread: the whole write, or for a writer all but the directory fsync. */
@@ -48,10 +69,12 @@ static int qstore_stage(void *arg, int *dirfd, char *err, size_t errlen)
 	case QS_STATE:
 		return queue_update_state(j->q, j->env, err, errlen) < 0 ? qstore_errno() : 0;
 	case QS_WRITER:
-		if (qwriter_stage(j->w, err, errlen) < 0)
+		if (qwriter_stage_early(j->w, err, errlen) < 0)
 			return qstore_errno();
 		*dirfd = qwriter_dirfd(j->w);
 		return 0;
+	case QS_LOAD:
+		return qstore_load_now(j, err, errlen);
 	case QS_PICKUP:
 		return queue_pickup(j->q, j->id, err, errlen) < 0 ? qstore_errno() : 0;
 	case QS_ACCEPT:
@@ -76,10 +99,24 @@ static int qstore_settle(void *arg, int error, char *err, size_t errlen)
 	return r;
 }
 
+static int qstore_flush(void *arg, char *err, size_t errlen)
+{
+	struct qstore_job *j = arg;
+
+	if (j->kind != QS_WRITER)
+		return 0;
+	return qwriter_sync(j->w, err, errlen) < 0 ? qstore_errno() : 0;
+}
+
 static void qstore_done(void *arg, int error, const char *err)
 {
 	struct qstore_job *j = arg;
 
+	if (j->kind == QS_LOAD) {
+		j->load_cb(j->arg, j->id, j->fd, j->loaded, error, err);
+		free(j);
+		return;
+	}
 	if (j->fd >= 0)
 		close(j->fd);
 	if (j->cb)
@@ -91,6 +128,12 @@ static const struct commit_ops qstore_ops = {
 	.stage = qstore_stage, .settle = qstore_settle, .done = qstore_done,
 };
 
+/* A writer's file fsync overlaps its directory's (queue/commit.h). */
+static const struct commit_ops qstore_writer_ops = {
+	.stage = qstore_stage, .settle = qstore_settle, .done = qstore_done,
+	.flush = qstore_flush,
+};
+
 /* Without the stage: the same steps, here and now. */
 static void qstore_now(struct qstore_job *j)
 {
@@ -98,6 +141,8 @@ static void qstore_now(struct qstore_job *j)
 	int dirfd = -1, e;
 
 	e = qstore_stage(j, &dirfd, err, sizeof(err));
+	if (!e)
+		e = qstore_flush(j, err, sizeof(err));
 	if (!e && dirfd >= 0 && fs_fsync_dirfd(dirfd) < 0)
 		e = qstore_errno();
 	e = qstore_settle(j, e, err, sizeof(err));
@@ -127,7 +172,8 @@ static struct qstore_job *qstore_job(struct daemon *d, enum qstore_kind kind, co
 
 static void qstore_go(struct daemon *d, struct qstore_job *j, bool serial)
 {
-	if (durable_submit(d->durable, &qstore_ops, j, serial) < 0)
+	if (durable_submit(d->durable, j->kind == QS_WRITER ? &qstore_writer_ops : &qstore_ops, j,
+	    serial) < 0)
 		qstore_now(j);
 }
 
@@ -184,5 +230,18 @@ void qstore_accept_fd(struct daemon *d, int fd, long uid, qstore_cb cb, void *ar
 	}
 	j->fd = fd;
 	j->uid = uid;
+	qstore_go(d, j, false);
+}
+
+void qstore_load(struct daemon *d, const char *id, qstore_load_cb cb, void *arg)
+{
+	struct qstore_job *j = qstore_job(d, QS_LOAD, id, NULL, NULL);
+
+	if (!j) {
+		cb(arg, id, -1, NULL, ENOMEM, "out of memory reading a queued message");
+		return;
+	}
+	j->load_cb = cb;
+	j->arg = arg;
 	qstore_go(d, j, false);
 }

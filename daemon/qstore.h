@@ -35,4 +35,11 @@ void qstore_pickup(struct daemon *d, const char *id, qstore_cb cb, void *arg);
  * read, validated and queued off the loop. */
 void qstore_accept_fd(struct daemon *d, int fd, long uid, qstore_cb cb, void *arg);
 
+/* queue_lock and queue_read of queue/ID off the loop (a read waits for the
+ * directory while other threads create and rename in it).  cb owns the
+ * lock and envelope it gets; on failure lockfd is -1, env NULL, error the
+ * errno (EWOULDBLOCK: locked elsewhere; EBADMSG: corrupt, err says why). */
+typedef void (*qstore_load_cb)(void *arg, const char *id, int lockfd, struct q_envelope *env,
+    int error, const char *err);
+void qstore_load(struct daemon *d, const char *id, qstore_load_cb cb, void *arg);
 #endif

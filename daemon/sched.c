@@ -24,6 +24,7 @@ struct sched_msg {
 	bool busy;
 	bool forced;			/* flushed: ignore the recipients' next_attempt */
 	bool storing;			/* busy writing the state of an attempt */
+	bool loading;			/* busy being locked and read (qstore_load) */
 	bool flush_after;		/* flushed while storing: due once stored */
 	bool cancelled;			/* deleted while in delivery: remove when done */
 	long cancel_uid;
@@ -506,34 +507,23 @@ static void sched_done(struct q_envelope *env, void *arg)
 
 /* ---- dispatching ---- */
 
-/* Lock and read a message; NULL when it cannot be delivered now (the index
- * entry is dropped or postponed accordingly). */
-static struct q_envelope *sched_open(struct sched *s, struct sched_msg *m, int *lockfd, time_t now)
+/* A message that could not be locked or read: postponed when another
+ * process holds it, else dropped from the index (quarantined if corrupt). */
+static void sched_unreadable(struct sched *s, struct sched_msg *m, int error, const char *err,
+    time_t now)
 {
-	struct q_envelope *env = NULL;
-	char err[512], id[QID_SIZE];
+	char id[QID_SIZE];
 
 	snprintf(id, sizeof(id), "%s", m->id);
-	if ((*lockfd = queue_lock(s->d->queue, id)) < 0) {
-		if (errno == EWOULDBLOCK) {
-			m->due = now + SCHED_LOCKED_RETRY;
-		} else {
-			if (errno != ENOENT)
-				log_err("%s: cannot lock: %s", id, strerror(errno));
-			sched_drop(s, id);
-		}
-		return NULL;
+	if (error == EWOULDBLOCK) {
+		m->due = now + SCHED_LOCKED_RETRY;
+		return;
 	}
-	if (queue_read(s->d->queue, Q_QUEUE, id, &env, err, sizeof(err)) < 0) {
-		if (errno == EBADMSG)
-			queue_quarantine(s->d->queue, Q_QUEUE, id, err);
-		else if (errno != ENOENT)
-			log_err("%s: %s", id, err);
-		close(*lockfd);
-		sched_drop(s, id);
-		return NULL;
-	}
-	return env;
+	if (error == EBADMSG)
+		queue_quarantine(s->d->queue, Q_QUEUE, id, err);
+	else if (error != ENOENT)
+		log_err("%s", err);
+	sched_drop(s, id);
 }
 
 static struct sched_prev *sched_snapshot(const struct q_envelope *env)
@@ -549,19 +539,16 @@ static struct sched_prev *sched_snapshot(const struct q_envelope *env)
 	return prev;
 }
 
-/* Hand one due message to the deliverer.  m may move (the index changes
- * when messages are dropped), so it is looked up again by id. */
-static void sched_dispatch(struct sched *s, struct sched_msg *m, time_t now)
+/* The message is locked and read: start its delivery, or put it back to
+ * wait, or finish it. */
+static void sched_start(struct sched *s, struct sched_msg *m, struct q_envelope *env, int lockfd,
+    time_t now)
 {
 	struct sched_job *j;
-	struct q_envelope *env;
 	char id[QID_SIZE];
 	time_t due;
-	int lockfd;
 
 	snprintf(id, sizeof(id), "%s", m->id);
-	if (!(env = sched_open(s, m, &lockfd, now)))
-		return;
 	due = sched_env_due(env);
 	if (due < 0 && (due = sched_held_until(env, s->d->conf->queue_lifetime, now)) > 0)
 		m->forced = false;	/* a held message waits for its end, flush or not */
@@ -606,6 +593,47 @@ static void sched_dispatch(struct sched *s, struct sched_msg *m, time_t now)
 	}
 }
 
+/* Back on the loop with the message locked and read (qstore_load).  It
+ * may have been deleted meanwhile (sched_cancel), or the daemon stopped. */
+static void sched_loaded(void *arg, const char *id, int lockfd, struct q_envelope *env, int error,
+    const char *err)
+{
+	struct sched *s = arg;
+	struct sched_msg *m = sched_lookup(s, id);
+	time_t now = time(NULL);
+
+	s->inflight--;
+	if (m)
+		m->busy = m->loading = false;
+	if (m && m->cancelled && lockfd >= 0) {
+		qstore_remove(s->d, id, lockfd, sched_cancel_removed,
+		    (void *)(intptr_t)m->cancel_uid);
+		sched_drop(s, id);
+		q_envelope_free(env);
+	} else if (!m || s->stopped) {
+		if (lockfd >= 0)
+			close(lockfd);
+		q_envelope_free(env);
+	} else if (error) {
+		sched_unreadable(s, m, error, err, now);
+	} else {
+		sched_start(s, m, env, lockfd, now);
+	}
+	sched_arm(s);
+}
+
+/* Hand one due message to the deliverer: it is locked and read off the
+ * loop first, counted in flight meanwhile. */
+static void sched_dispatch(struct sched *s, struct sched_msg *m)
+{
+	char id[QID_SIZE];
+
+	snprintf(id, sizeof(id), "%s", m->id);
+	m->busy = m->loading = true;
+	s->inflight++;
+	qstore_load(s->d, id, sched_loaded, s);
+}
+
 static void sched_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched *s = arg;
@@ -622,7 +650,7 @@ static void sched_timer_cb(evutil_socket_t fd, short what, void *arg)
 			i++;
 			continue;
 		}
-		sched_dispatch(s, m, now);
+		sched_dispatch(s, m);
 		/* Dropped entries shift the rest down; otherwise move on. */
 		if (s->n == before)
 			i++;
@@ -738,6 +766,11 @@ size_t sched_flush(struct sched *s)
 		/* One whose attempt is over but not yet on disk goes once it is. */
 		if (s->msgs[i].busy && s->msgs[i].storing) {
 			s->msgs[i].flush_after = true;
+			n++;
+		}
+		/* One being read decides when it is due once read: now. */
+		if (s->msgs[i].busy && s->msgs[i].loading) {
+			s->msgs[i].forced = true;
 			n++;
 		}
 		if (s->msgs[i].busy)

@@ -20,7 +20,10 @@ struct commit_job {
 	void *arg;
 	int dirfd;
 	int error;
+	bool flushing;			/* its worker is in flush(): settle waits */
+	int flush_error;
 	char err[COMMIT_ERR_SIZE];
+	char ferr[COMMIT_ERR_SIZE];	/* flush()'s, written while a syncer may use err */
 };
 
 /* A FIFO of jobs; every list below is guarded by commit.lock. */
@@ -32,6 +35,7 @@ struct commit {
 	pthread_mutex_t lock;
 	pthread_cond_t work;		/* todo has jobs, or stopping */
 	pthread_cond_t sync;		/* staged or serial has jobs, or stopping */
+	pthread_cond_t flushed;		/* a job's flush() returned */
 	struct commit_list todo;	/* parallel jobs to stage */
 	struct commit_list serial;	/* ordered jobs, staged by the sync thread */
 	struct commit_list staged;	/* renamed, waiting for their directory fsync */
@@ -95,10 +99,39 @@ static void commit_stage_one(struct commit_job *j)
 		j->dirfd = -1;
 }
 
+/* Nothing to wait for (a read, or a job that failed before its rename):
+ * settled and handed to the loop by its worker. */
+static void commit_finish_alone(struct commit *c, struct commit_job *j)
+{
+	char byte = 1;
+
+	if (j->ops->settle)
+		j->error = j->ops->settle(j->arg, j->error, j->err, sizeof(j->err));
+	pthread_mutex_lock(&c->lock);
+	commit_push(&c->done, j);
+	c->stats.jobs++;
+	pthread_mutex_unlock(&c->lock);
+	(void)!write(c->pipe[1], &byte, 1);
+}
+
+/* The file's own flush, overlapping the directory fsync of its batch.  The
+ * syncer that took j waits for flushing to clear before it touches j. */
+static void commit_flush(struct commit *c, struct commit_job *j)
+{
+	int e = j->ops->flush(j->arg, j->ferr, sizeof(j->ferr));
+
+	pthread_mutex_lock(&c->lock);
+	j->flush_error = e;
+	j->flushing = false;
+	pthread_cond_broadcast(&c->flushed);
+	pthread_mutex_unlock(&c->lock);
+}
+
 static void *commit_worker(void *arg)
 {
 	struct commit *c = arg;
 	struct commit_job *j;
+	bool flush;
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
@@ -109,10 +142,24 @@ static void *commit_worker(void *arg)
 		c->staging++;
 		pthread_mutex_unlock(&c->lock);
 		commit_stage_one(j);
+		flush = !j->error && j->ops->flush;
+		if (j->dirfd < 0 && !flush) {
+			commit_finish_alone(c, j);
+			pthread_mutex_lock(&c->lock);
+			c->staging--;
+			pthread_cond_signal(&c->sync);	/* a stopping syncer may wait for it */
+			continue;
+		}
 		pthread_mutex_lock(&c->lock);
 		c->staging--;
+		j->flushing = flush;
 		commit_push(&c->staged, j);
 		pthread_cond_signal(&c->sync);
+		if (flush) {
+			pthread_mutex_unlock(&c->lock);
+			commit_flush(c, j);
+			pthread_mutex_lock(&c->lock);
+		}
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;
@@ -146,6 +193,21 @@ static unsigned long commit_sync_dirs(struct commit_list *batch)
 	return n;
 }
 
+/* Wait for the batch's file flushes; a failed one fails its job. */
+static void commit_wait_flushes(struct commit *c, struct commit_list *batch)
+{
+	pthread_mutex_lock(&c->lock);
+	for (struct commit_job *j = batch->head; j; j = j->next)
+		while (j->flushing)
+			pthread_cond_wait(&c->flushed, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+	for (struct commit_job *j = batch->head; j; j = j->next)
+		if (j->flush_error && !j->error) {
+			j->error = j->flush_error;
+			memcpy(j->err, j->ferr, sizeof(j->err));
+		}
+}
+
 static void commit_settle(struct commit_list *batch)
 {
 	for (struct commit_job *j = batch->head; j; j = j->next)
@@ -160,10 +222,14 @@ static void commit_round(struct commit *c, struct commit_list *serial, struct co
 	bool had_serial = serial->head != NULL;
 	char byte = 1;
 
-	for (struct commit_job *j = serial->head; j; j = j->next)
+	for (struct commit_job *j = serial->head; j; j = j->next) {
 		commit_stage_one(j);
+		if (!j->error && j->ops->flush)
+			j->error = j->ops->flush(j->arg, j->err, sizeof(j->err));
+	}
 	commit_append(batch, serial);
 	fsyncs = commit_sync_dirs(batch);
+	commit_wait_flushes(c, batch);
 	commit_settle(batch);
 	for (struct commit_job *j = batch->head; j; j = j->next)
 		n++;
@@ -262,6 +328,7 @@ struct commit *commit_new(char *err, size_t errlen)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->sync, NULL);
+	pthread_cond_init(&c->flushed, NULL);
 	if (pipe2(c->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
 		e = errno;
 		snprintf(err, errlen, "commit stage: pipe: %s", strerror(e));
@@ -300,6 +367,7 @@ void commit_free(struct commit *c)
 	close(c->pipe[0]);
 	close(c->pipe[1]);
 	pthread_cond_destroy(&c->sync);
+	pthread_cond_destroy(&c->flushed);
 	pthread_cond_destroy(&c->work);
 	pthread_mutex_destroy(&c->lock);
 	free(c);

@@ -11,6 +11,10 @@
  * with COMMIT_SYNCERS threads a new batch does not wait for the fsync of
  * the one before.
  *
+ * A job whose stage() leaves nothing to sync (no directory, no flush) is
+ * finished by its worker at once: reads done off the loop do not wait for
+ * a round of directory fsyncs.
+ *
  * Ordering: "serial" jobs (per-recipient state, removals) run one at a time
  * in submission order, on a directory-fsync thread (one at a time: a round
  * with serial jobs ends before the next such round starts), so two updates of one
@@ -56,6 +60,13 @@ struct commit_ops {
 	/* On the loop: error 0 = durable; err names the cause otherwise.
 	 * Frees arg. */
 	void (*done)(void *arg, int error, const char *err);
+	/* Optional, on a worker thread after stage() succeeded, while the
+	 * directory fsync runs: the job's own flush (fsync of the file that
+	 * stage() already renamed into place), so a commit costs one flush
+	 * time, not two in a row.  0 or an errno, with err filled; settle()
+	 * sees it like a failed directory fsync.  A serial job's flush runs
+	 * right after its stage(), before the directory fsync. */
+	int (*flush)(void *arg, char *err, size_t errlen);
 };
 
 struct commit_stats {

@@ -104,6 +104,15 @@ int qwriter_commit(struct qwriter *w, char *err, size_t errlen);
  * with that fsync's errno (or stage's): an error takes the renamed file
  * back.  settle frees w and returns 0 only when the message is durable. */
 int qwriter_stage(struct qwriter *w, char *err, size_t errlen);
+/* The same with the file's fsync moved out so that it can overlap the
+ * directory fsync: write, rename into place, keep the file open; then
+ * qwriter_sync (fsync, close; -1 with err set) may run while another
+ * thread fsyncs qwriter_dirfd, and settle gets the first of their errors.
+ * Until both flushes are done a crash may leave ID with part of its
+ * content: queue_read refuses such a file (its size field does not match),
+ * and it was never acknowledged. */
+int qwriter_stage_early(struct qwriter *w, char *err, size_t errlen);
+int qwriter_sync(struct qwriter *w, char *err, size_t errlen);
 int qwriter_dirfd(const struct qwriter *w);
 int qwriter_settle(struct qwriter *w, int error, char *err, size_t errlen);
 void qwriter_abort(struct qwriter *w);

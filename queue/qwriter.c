@@ -24,6 +24,7 @@ struct qwriter {
 	bool written;		/* something went to the file: the size needs a pwrite */
 	bool eightbit;		/* patched into the header at commit */
 	bool renamed;		/* staged: in place, its directory not yet fsynced */
+	bool sync_failed;	/* qwriter_sync failed: its message names the file */
 	bool lazy;		/* tmp.ID not created yet: at the first flush */
 	bool replace_tmp;	/* a stale tmp.ID of a crashed pickup may be in the way */
 	off_t eightbit_off;	/* offset of the 8bitmime flag digit */
@@ -315,12 +316,11 @@ int qwriter_write(struct qwriter *w, const void *data, size_t len)
 	return 0;
 }
 
-/* Everything up to a durable tmp file with the right size field. */
-static int qwriter_finish(struct qwriter *w, const char **step)
+/* Everything up to a complete tmp file with the right size field. */
+static int qwriter_complete(struct qwriter *w, const char **step)
 {
 	char field[ENVELOPE_SIZE_WIDTH + 1];
 	bool in_buf = !w->written && !w->error;	/* the header starts wbuf */
-	int n;
 
 	*step = "write";
 	envelope_size_field(field, w->size);
@@ -333,9 +333,15 @@ static int qwriter_finish(struct qwriter *w, const char **step)
 		return -1;
 	if (qwriter_flush(w) < 0)
 		return -1;
-	*step = "write";
 	if (w->lazy && qwriter_create_now(w) < 0)
 		return -1;	/* an empty buffer: only a header-less writer */
+	return 0;
+}
+
+static int qwriter_sync_close(struct qwriter *w, const char **step)
+{
+	int n;
+
 	*step = "fsync";
 	if (fsync(w->fd) < 0)
 		return -1;
@@ -345,23 +351,21 @@ static int qwriter_finish(struct qwriter *w, const char **step)
 	return n < 0 ? -1 : 0;
 }
 
-int qwriter_stage(struct qwriter *w, char *err, size_t errlen)
+static int qwriter_rename(struct qwriter *w, const char **step)
 {
-	const char *step;
-	int saved;
-
-	if (qwriter_finish(w, &step) < 0)
-		goto fail;
-	if (w->dirfd < 0)
-		return 0;
-	step = "rename";
+	*step = "rename";
 	if (fs_rename_noreplace(w->dirfd, w->tmpname, w->dirfd, w->id) < 0)
-		goto fail;
+		return -1;
 	w->tmpname[0] = '\0';
 	w->renamed = true;
 	return 0;
-fail:
-	saved = errno;
+}
+
+/* Name the failed step and file, and remove the temporary file. */
+static int qwriter_fail(struct qwriter *w, const char *step, char *err, size_t errlen)
+{
+	int saved = errno;
+
 	if (w->lazy) {
 		/* tmp.ID could not even be created: name it all the same. */
 		step = "create";
@@ -369,11 +373,50 @@ fail:
 		store_err(err, errlen, w->q, w->area, w->tmpname, "%s: %s", step, strerror(saved));
 		w->tmpname[0] = '\0';
 	} else {
-		store_err(err, errlen, w->q, w->area, w->tmpname, "%s: %s", step, strerror(saved));
+		store_err(err, errlen, w->q, w->area, w->renamed ? NULL : w->tmpname, "%s: %s", step,
+		    strerror(saved));
 	}
 	if (w->tmpname[0])
 		unlinkat(w->dirfd, w->tmpname, 0);
 	w->tmpname[0] = '\0';
+	errno = saved;
+	return -1;
+}
+
+int qwriter_stage(struct qwriter *w, char *err, size_t errlen)
+{
+	const char *step;
+
+	if (qwriter_complete(w, &step) < 0 || qwriter_sync_close(w, &step) < 0)
+		return qwriter_fail(w, step, err, errlen);
+	if (w->dirfd >= 0 && qwriter_rename(w, &step) < 0)
+		return qwriter_fail(w, step, err, errlen);
+	return 0;
+}
+
+int qwriter_stage_early(struct qwriter *w, char *err, size_t errlen)
+{
+	const char *step;
+
+	if (w->dirfd < 0)
+		return qwriter_stage(w, err, errlen);
+	if (qwriter_complete(w, &step) < 0 || qwriter_rename(w, &step) < 0)
+		return qwriter_fail(w, step, err, errlen);
+	return 0;
+}
+
+int qwriter_sync(struct qwriter *w, char *err, size_t errlen)
+{
+	const char *step;
+	int saved;
+
+	if (w->fd < 0)
+		return 0;
+	if (qwriter_sync_close(w, &step) == 0)
+		return 0;
+	saved = errno;
+	w->sync_failed = true;
+	store_err(err, errlen, w->q, w->area, w->id, "%s: %s", step, strerror(saved));
 	errno = saved;
 	return -1;
 }
@@ -389,7 +432,8 @@ int qwriter_settle(struct qwriter *w, int error, char *err, size_t errlen)
 		/* Not durable, so not accepted: take it back rather than risk a
 		 * duplicate when the client retries. */
 		unlinkat(w->dirfd, w->id, 0);
-		store_err(err, errlen, w->q, w->area, NULL, "fsync: %s", strerror(error));
+		if (!w->sync_failed)	/* the directory's fsync, not the file's */
+			store_err(err, errlen, w->q, w->area, NULL, "fsync: %s", strerror(error));
 	}
 	qwriter_free(w, true);
 	errno = error;

@@ -13,9 +13,11 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,10 +106,17 @@ static int msg_stage(void *arg, int *dirfd, char *err, size_t errlen)
 {
 	struct msg *m = arg;
 
-	if (qwriter_stage(m->w, err, errlen) < 0)
+	if (qwriter_stage_early(m->w, err, errlen) < 0)
 		return errno;
 	*dirfd = qwriter_dirfd(m->w);
 	return 0;
+}
+
+static int msg_flush(void *arg, char *err, size_t errlen)
+{
+	struct msg *m = arg;
+
+	return qwriter_sync(m->w, err, errlen) < 0 ? errno : 0;
 }
 
 static int msg_settle(void *arg, int error, char *err, size_t errlen)
@@ -126,7 +135,7 @@ static void msg_done(void *arg, int error, const char *err)
 	(*m->completed)++;
 }
 
-static const struct commit_ops msg_ops = { msg_stage, msg_settle, msg_done };
+static const struct commit_ops msg_ops = { msg_stage, msg_settle, msg_done, msg_flush };
 
 static void msg_open(struct msg *m, int *completed)
 {
@@ -217,6 +226,51 @@ START_TEST(t_concurrent_messages_share_flushes)
 	ck_assert_msg(st.dir_fsyncs <= NMSG / 2, "%lu directory fsyncs for %d messages", st.dir_fsyncs, NMSG);
 	ck_assert_msg(st.max_batch >= NMSG / 4, "largest batch %lu", st.max_batch);
 	ck_assert_msg(now_ms() - t0 < NMSG * 2 * 20 / 2, "took %.0f ms", now_ms() - t0);
+}
+END_TEST
+
+/* The file's flush overlaps its directory's fsync: a flush that waits for
+ * the directory fsync to begin would wait for ever if they ran in a row. */
+static volatile uint64_t *fsyncs;	/* the shim's FSSHIM_COUNT counter */
+
+static int overlap_flush(void *arg, char *err, size_t errlen)
+{
+	double deadline = now_ms() + 10000;
+
+	while (__atomic_load_n(fsyncs, __ATOMIC_SEQ_CST) == 0 && now_ms() < deadline)
+		usleep(1000);
+	if (__atomic_load_n(fsyncs, __ATOMIC_SEQ_CST) == 0) {
+		snprintf(err, errlen, "no directory fsync began while the file was flushed");
+		return ETIMEDOUT;
+	}
+	return msg_flush(arg, err, errlen);
+}
+
+static const struct commit_ops overlap_ops = { msg_stage, msg_settle, msg_done, overlap_flush };
+
+START_TEST(t_file_flush_overlaps_directory_fsync)
+{
+	char path[128];
+	struct msg m;
+	int completed = 0, fd;
+
+	snprintf(path, sizeof(path), "%s/count", tdir);
+	ck_assert_int_ge(fd = open(path, O_RDWR | O_CREAT, 0600), 0);
+	ck_assert_int_eq(ftruncate(fd, 4096), 0);
+	fsyncs = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert(fsyncs != MAP_FAILED);
+	close(fd);
+	setenv("FSSHIM_COUNT", path, 1);
+	shim("0", "");
+	msg_open(&m, &completed);
+	ck_assert_int_eq(commit_submit(c, &overlap_ops, &m, false), 0);
+	reap_until(&completed, 1);
+	unsetenv("FSSHIM_COUNT");
+	shim("0", "");
+	ck_assert_msg(m.error == 0, "%s", m.err);
+	ck_assert(exists(m.id));
+	ck_assert_uint_eq(*fsyncs, 2);	/* the directory, then the file */
+	munmap((void *)fsyncs, 4096);
 }
 END_TEST
 
@@ -322,8 +376,9 @@ struct fault {
 static const struct fault faults[] = {
 	{ "write:ENOSPC:0:*/queue/tmp.%s", ENOSPC, 452 },
 	{ "write:EIO:0:*/queue/tmp.%s", EIO, 451 },
-	{ "fsync:ENOSPC:0:*/queue/tmp.%s", ENOSPC, 452 },
-	{ "fsync:EIO:0:*/queue/tmp.%s", EIO, 451 },
+	/* the file is fsynced after its rename, overlapping the directory's */
+	{ "fsync:ENOSPC:0:*/queue/%s", ENOSPC, 452 },
+	{ "fsync:EIO:0:*/queue/%s", EIO, 451 },
 	{ "rename:EIO:0:tmp.%s", EIO, 451 },
 };
 
@@ -397,6 +452,7 @@ static Suite *commit_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, t_lone_message_one_round);
 	tcase_add_test(tc, t_concurrent_messages_share_flushes);
+	tcase_add_test(tc, t_file_flush_overlaps_directory_fsync);
 	tcase_add_test(tc, t_serial_jobs_keep_their_order);
 	tcase_add_test(tc, t_free_completes_everything);
 	tcase_add_loop_test(tc, t_fault_fails_that_message_alone, 0,
