@@ -24,6 +24,7 @@ struct durable {
 	int64_t expected_us;		/* when the probe should fire next */
 	int64_t last_busy_us;
 	int64_t worst_stall_us;
+	bool stopping;			/* no more probing: stopping is not serving */
 	int64_t worst_own_us;		/* the worst stall less the time spent waiting for a CPU */
 	int schedstat;			/* /proc/thread-self/schedstat of the loop, or -1 */
 	int64_t runq_ns;		/* its run-queue wait at the last tick */
@@ -90,7 +91,7 @@ static void durable_probe_start(struct durable *u)
 	struct timeval tv = { 0, DURABLE_TICK_US };
 
 	u->last_busy_us = durable_now_us();
-	if (u->probing || !u->probe)
+	if (u->probing || !u->probe || u->stopping)
 		return;
 	u->expected_us = u->last_busy_us + DURABLE_TICK_US;
 	u->runq_ns = durable_runq_ns(u);
@@ -121,6 +122,16 @@ struct durable *durable_new(struct daemon *d, char *err, size_t errlen)
 		return NULL;
 	}
 	return u;
+}
+
+void durable_stop_probe(struct durable *u)
+{
+	if (!u)
+		return;
+	u->stopping = true;
+	if (u->probing)
+		event_del(u->probe);
+	u->probing = false;
 }
 
 void durable_report(struct durable *u)

@@ -25,6 +25,9 @@ void durable_free(struct durable *u);
 /* commit_submit on the daemon's stage; -1 when it cannot take the job (the
  * caller then writes synchronously or reports the error). */
 int durable_submit(struct durable *u, const struct commit_ops *ops, void *arg, bool serial);
+/* The daemon is stopping: closing every session and connection at once is
+ * not a stall of the service, so the probe stops measuring. */
+void durable_stop_probe(struct durable *u);
 /* One log line: jobs, batches, directory fsyncs, the loop's worst stall. */
 void durable_report(struct durable *u);
 

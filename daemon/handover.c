@@ -87,8 +87,10 @@ static int handover_check(struct handover *h, int fd, char *err, size_t errlen)
 }
 
 /* The message is queued (or not): answer the front end, which waits. */
-static void handover_queued(void *arg, int error, const char *err, const char *id)
+static void handover_queued(void *arg, int error, const char *err,
+    const struct maillog_summary *sum)
 {
+	const char *id = sum ? sum->id : "";
 	struct handover_client *cl = arg;
 	int s = cl->fd;
 
@@ -99,7 +101,7 @@ static void handover_queued(void *arg, int error, const char *err, const char *i
 		char note[64];
 
 		snprintf(note, sizeof(note), " (handed over by pid %ld)", cl->pid);
-		maillog_picked_up(cl->h->d->queue, id, note);
+		maillog_summary_log(sum, note);
 		handover_reply(s, "ok", id);
 		stats_received(STATS_SRC_SENDMAIL);
 		if (sched_add(cl->h->d->sched, id) < 0)

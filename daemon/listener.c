@@ -63,6 +63,7 @@ struct lcommit {
 	struct qwriter *w;
 	char id[QID_SIZE];
 	char client[INET6_ADDRSTRLEN + 24];	/* "localhost[127.0.0.1]" */
+	struct maillog_summary sum;	/* read back by the commit thread, logged on the loop */
 };
 
 static void lsess_free(struct lsess *s);
@@ -158,7 +159,7 @@ static int lsess_write(void *ctx, const char *data, size_t len, struct smtp_repl
 static void lsess_queued(struct daemon *d, const struct lcommit *c)
 {
 	log_info("%s: client=%s", c->id, c->client);
-	maillog_queued(d->queue, c->id);
+	maillog_summary_log(&c->sum, NULL);
 	stats_received(STATS_SRC_SMTP);
 	if (sched_add(d->sched, c->id) < 0)
 		log_err("%s: out of memory scheduling (delivered at the next queue scan)", c->id);
@@ -187,7 +188,10 @@ static int lcommit_settle(void *arg, int error, char *err, size_t errlen)
 	int r = qwriter_settle(c->w, error, err, errlen);
 
 	c->w = NULL;
-	return r < 0 ? (errno ? errno : EIO) : 0;
+	if (r < 0)
+		return errno ? errno : EIO;
+	maillog_summary_read(c->d->queue, c->id, &c->sum);
+	return 0;
 }
 
 static void lcommit_done(void *arg, int error, const char *err)
@@ -224,6 +228,8 @@ static int lsess_commit_now(struct lcommit *c, struct smtp_reply *fail)
 	char err[256];
 	int r = qwriter_commit(c->w, err, sizeof(err));
 
+	if (r == 0)
+		maillog_summary_read(c->d->queue, c->id, &c->sum);
 	if (r < 0) {
 		submit_spool_failure(&e, errno, err);
 		log_warn("client=%s: %d %s", c->client, e.smtp_code, e.text);

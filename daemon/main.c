@@ -321,6 +321,7 @@ static void main_stop(struct main_state *m, int sig)
 	if (d->stopping)
 		return;
 	d->stopping = true;
+	durable_stop_probe(d->durable);
 	notify_send("STOPPING=1");
 	log_info("stopping on signal %d", sig);
 	listener_free(d->listener);
@@ -384,9 +385,27 @@ static struct config *main_load_config(const char *path)
 	return c;
 }
 
+/* Under load one loop iteration may run many callbacks (sessions, TLS
+ * writes, completions); after 1 ms of them libevent looks at the clock and
+ * the sockets again, so that timers and new connections are not held up
+ * by a long batch. */
+static struct event_base *main_event_base(void)
+{
+	struct timeval max = { 0, 1000 };
+	struct event_config *cfg = event_config_new();
+	struct event_base *b;
+
+	if (!cfg)
+		return NULL;
+	event_config_set_max_dispatch_interval(cfg, &max, -1, 0);
+	b = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return b;
+}
+
 static int main_event_setup(struct daemon *d)
 {
-	if (!(d->base = event_base_new())) {
+	if (!(d->base = main_event_base())) {
 		log_err("cannot create the event loop");
 		return -1;
 	}

@@ -29,15 +29,11 @@ struct pickup {
 	bool rescan;			/* a scan was asked for meanwhile */
 };
 
-/* "ID: uid=N from=<sender>" once the message is in queue/. */
-static void pickup_log(struct pickup *p, const char *id)
+/* One move is over (the pickup may be gone: the daemon is stopping).  On
+ * success sum says "ID: uid=N from=<sender>" and the rest. */
+static void pickup_moved(void *arg, int error, const char *err, const struct maillog_summary *sum)
 {
-	maillog_picked_up(p->d->queue, id, "");
-}
-
-/* One move is over (the pickup may be gone: the daemon is stopping). */
-static void pickup_moved(void *arg, int error, const char *err, const char *id)
-{
+	const char *id = sum ? sum->id : "";
 	struct daemon *d = arg;
 	struct pickup *p = d->pickup;
 
@@ -45,8 +41,7 @@ static void pickup_moved(void *arg, int error, const char *err, const char *id)
 		/* Another pickup holds it, or an I/O error: the next scan retries. */
 		log_warn("pickup: %s", err);
 	} else {
-		if (p)
-			pickup_log(p, id);
+		maillog_summary_log(sum, "");
 		stats_received(STATS_SRC_SENDMAIL);
 		if (sched_add(d->sched, id) < 0)
 			log_err("%s: out of memory scheduling", id);

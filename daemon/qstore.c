@@ -26,6 +26,8 @@ struct qstore_job {
 	qstore_cb cb;
 	qstore_load_cb load_cb;
 	struct q_envelope *loaded;
+	qstore_queued_cb queued_cb;
+	struct maillog_summary sum;
 	void *arg;
 };
 
@@ -65,6 +67,13 @@ static int qstore_stage(void *arg, int *dirfd, char *err, size_t errlen)
 			    strerror(errno));
 			return qstore_errno();
 		}
+		/* The lock is the message file: its last close frees the
+		 * blocks, which on a file system mounted with discard waits
+		 * for the device (milliseconds); here, not on the loop. */
+		if (j->fd >= 0) {
+			close(j->fd);
+			j->fd = -1;
+		}
 		return 0;
 	case QS_STATE:
 		return queue_update_state(j->q, j->env, err, errlen) < 0 ? qstore_errno() : 0;
@@ -76,13 +85,18 @@ static int qstore_stage(void *arg, int *dirfd, char *err, size_t errlen)
 	case QS_LOAD:
 		return qstore_load_now(j, err, errlen);
 	case QS_PICKUP:
-		return queue_pickup(j->q, j->id, err, errlen) < 0 ? qstore_errno() : 0;
+		if (queue_pickup(j->q, j->id, err, errlen) < 0)
+			return qstore_errno();
+		maillog_summary_read(j->q, j->id, &j->sum);
+		return 0;
 	case QS_ACCEPT:
 		/* From a front end that could not read the config: submitted here. */
-		if (rawpickup_detect(j->fd))
-			return rawpickup_queue(j->d, j->fd, j->uid, j->id, err, errlen) < 0 ?
-			    qstore_errno() : 0;
-		return queue_accept_fd(j->q, j->fd, j->uid, j->id, err, errlen) < 0 ? qstore_errno() : 0;
+		if (rawpickup_detect(j->fd) ?
+		    rawpickup_queue(j->d, j->fd, j->uid, j->id, err, errlen) < 0 :
+		    queue_accept_fd(j->q, j->fd, j->uid, j->id, err, errlen) < 0)
+			return qstore_errno();
+		maillog_summary_read(j->q, j->id, &j->sum);
+		return 0;
 	}
 	return EINVAL;
 }
@@ -119,7 +133,9 @@ static void qstore_done(void *arg, int error, const char *err)
 	}
 	if (j->fd >= 0)
 		close(j->fd);
-	if (j->cb)
+	if (j->queued_cb)
+		j->queued_cb(j->arg, error, err, &j->sum);
+	else if (j->cb)
 		j->cb(j->arg, error, err, j->id);
 	free(j);
 }
@@ -212,22 +228,30 @@ void qstore_writer(struct daemon *d, struct qwriter *w, bool serial, qstore_cb c
 	qstore_go(d, j, serial);
 }
 
-void qstore_pickup(struct daemon *d, const char *id, qstore_cb cb, void *arg)
+void qstore_pickup(struct daemon *d, const char *id, qstore_queued_cb cb, void *arg)
 {
-	struct qstore_job *j = qstore_job(d, QS_PICKUP, id, cb, arg);
+	struct qstore_job *j = qstore_job(d, QS_PICKUP, id, NULL, NULL);
 
-	if (j)
-		qstore_go(d, j, false);
+	if (!j) {
+		cb(arg, ENOMEM, "out of memory queueing a spool write", NULL);
+		return;
+	}
+	j->queued_cb = cb;
+	j->arg = arg;
+	qstore_go(d, j, false);
 }
 
-void qstore_accept_fd(struct daemon *d, int fd, long uid, qstore_cb cb, void *arg)
+void qstore_accept_fd(struct daemon *d, int fd, long uid, qstore_queued_cb cb, void *arg)
 {
-	struct qstore_job *j = qstore_job(d, QS_ACCEPT, NULL, cb, arg);
+	struct qstore_job *j = qstore_job(d, QS_ACCEPT, NULL, NULL, NULL);
 
 	if (!j) {
 		close(fd);
+		cb(arg, ENOMEM, "out of memory queueing a spool write", NULL);
 		return;
 	}
+	j->queued_cb = cb;
+	j->arg = arg;
 	j->fd = fd;
 	j->uid = uid;
 	qstore_go(d, j, false);

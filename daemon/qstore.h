@@ -16,6 +16,7 @@
 #include <stdbool.h>
 
 #include "queue/queue.h"
+#include "relay/maillog.h"
 
 struct daemon;
 
@@ -29,11 +30,15 @@ void qstore_state(struct daemon *d, const struct q_envelope *env, qstore_cb cb, 
 /* Commit a finished writer (submit_finish), e.g. a DSN; serial keeps it
  * ahead of the serial writes asked for after it. */
 void qstore_writer(struct daemon *d, struct qwriter *w, bool serial, qstore_cb cb, void *arg);
+/* A message from a local user is queued (error 0): sum is what the log
+ * says of it, read back off the loop (sum->id is its id). */
+typedef void (*qstore_queued_cb)(void *arg, int error, const char *err,
+    const struct maillog_summary *sum);
 /* queue_pickup of maildrop/ID. */
-void qstore_pickup(struct daemon *d, const char *id, qstore_cb cb, void *arg);
+void qstore_pickup(struct daemon *d, const char *id, qstore_queued_cb cb, void *arg);
 /* queue_accept_fd: the handed-over message on fd (closed afterwards) is
  * read, validated and queued off the loop. */
-void qstore_accept_fd(struct daemon *d, int fd, long uid, qstore_cb cb, void *arg);
+void qstore_accept_fd(struct daemon *d, int fd, long uid, qstore_queued_cb cb, void *arg);
 
 /* queue_lock and queue_read of queue/ID off the loop (a read waits for the
  * directory while other threads create and rename in it).  cb owns the

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,21 @@
 #include <unistd.h>
 
 #define COMMIT_STACK ((size_t)256 << 10)	/* envelope parsing uses a few 4 KiB lines */
+#define COMMIT_NICE 5			/* below the event loop's thread */
+
+/* The commit threads spend their CPU in the kernel's writeback; on a
+ * small VM the event loop should get the CPU first, so that sessions are
+ * answered while the disk works (Linux nice values are per thread). */
+static void commit_lower_priority(void)
+{
+	id_t tid = (id_t)syscall(SYS_gettid);
+	int nice;
+
+	errno = 0;
+	nice = getpriority(PRIO_PROCESS, tid);
+	if (errno == 0)
+		(void)setpriority(PRIO_PROCESS, tid, nice + COMMIT_NICE);
+}
 
 struct commit_job {
 	struct commit_job *next;
@@ -133,6 +150,7 @@ static void *commit_worker(void *arg)
 	struct commit_job *j;
 	bool flush;
 
+	commit_lower_priority();
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (!c->todo.head && !c->stopping)
@@ -263,6 +281,7 @@ static void *commit_syncer(void *arg)
 	struct commit *c = arg;
 	struct commit_list batch, serial = { NULL, NULL };
 
+	commit_lower_priority();
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (commit_idle(c) && !(c->stopping && !c->todo.head && !c->staging))

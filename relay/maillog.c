@@ -184,54 +184,61 @@ bool maillog_message_id(const char *text, size_t len, char *out, size_t size)
 	return false;
 }
 
-static void maillog_log_message_id(struct queue *q, const struct q_envelope *env)
+static void maillog_read_message_id(struct queue *q, const struct q_envelope *env, char *out,
+    size_t size)
 {
-	char *buf = malloc(MAILLOG_HEADER_MAX), mid[512];
+	char *buf = malloc(MAILLOG_HEADER_MAX);
 	int fd = queue_open_content(q, Q_QUEUE, env);
 	ssize_t n = 0, r;
 
+	out[0] = '\0';
 	if (fd >= 0 && buf)
 		while (n < MAILLOG_HEADER_MAX &&
 		    (r = read(fd, buf + n, (size_t)(MAILLOG_HEADER_MAX - n))) > 0)
 			n += r;
 	if (fd >= 0)
 		close(fd);
-	if (buf && maillog_message_id(buf, (size_t)n, mid, sizeof(mid)))
-		log_as(LOG_ROLE_CLEANUP, LOG_INFO, "%s: message-id=<%s>", env->id, mid);
+	if (buf && !maillog_message_id(buf, (size_t)n, out, size))
+		out[0] = '\0';
 	free(buf);
 }
 
-static void maillog_log_queued(struct queue *q, const struct q_envelope *env)
+void maillog_summary_read(struct queue *q, const char *id, struct maillog_summary *s)
 {
-	maillog_log_message_id(q, env);
-	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", env->id, env->sender,
-	    (unsigned long long)env->size, env->nrcpts);
+	struct q_envelope *env = NULL;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	if (queue_read(q, Q_QUEUE, id, &env, s->err, sizeof(s->err)) < 0)
+		return;
+	snprintf(s->sender, sizeof(s->sender), "%s", env->sender);
+	s->uid = env->uid;
+	s->size = (unsigned long long)env->size;
+	s->nrcpts = env->nrcpts;
+	maillog_read_message_id(q, env, s->message_id, sizeof(s->message_id));
+	s->ok = true;
+	q_envelope_free(env);
+}
+
+void maillog_summary_log(const struct maillog_summary *s, const char *note)
+{
+	if (!s->ok) {
+		log_warn("%s: %s", s->id, s->err);
+		return;
+	}
+	if (note)
+		log_as(LOG_ROLE_PICKUP, LOG_INFO, "%s: uid=%ld from=<%s>%s", s->id, s->uid,
+		    s->sender, note);
+	if (s->message_id[0])
+		log_as(LOG_ROLE_CLEANUP, LOG_INFO, "%s: message-id=<%s>", s->id, s->message_id);
+	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", s->id, s->sender, s->size,
+	    s->nrcpts);
 }
 
 void maillog_queued(struct queue *q, const char *id)
 {
-	struct q_envelope *env = NULL;
-	char err[256];
+	struct maillog_summary s;
 
-	if (queue_read(q, Q_QUEUE, id, &env, err, sizeof(err)) < 0) {
-		log_warn("%s: %s", id, err);
-		return;
-	}
-	maillog_log_queued(q, env);
-	q_envelope_free(env);
-}
-
-void maillog_picked_up(struct queue *q, const char *id, const char *note)
-{
-	struct q_envelope *env = NULL;
-	char err[256];
-
-	if (queue_read(q, Q_QUEUE, id, &env, err, sizeof(err)) < 0) {
-		log_warn("%s: %s", id, err);
-		return;
-	}
-	log_as(LOG_ROLE_PICKUP, LOG_INFO, "%s: uid=%ld from=<%s>%s", id, env->uid, env->sender,
-	    note);
-	maillog_log_queued(q, env);
-	q_envelope_free(env);
+	maillog_summary_read(q, id, &s);
+	maillog_summary_log(&s, NULL);
 }

@@ -55,12 +55,27 @@ void maillog_dsn(const char *reason, char cls, char out[16]);
  * Untrusted when the chain was not verified, Anonymous without a certificate. */
 int maillog_format_tls(char *out, size_t size, const char *peer, const struct conn_tls_info *t);
 
+/* What the "queued" lines say about a message, read from its queue file on
+ * any thread (maillog_summary_read) and logged on the loop later, so that
+ * the event loop does not read the file again. */
+struct maillog_summary {
+	bool ok;			/* read; else err says why */
+	char id[QID_SIZE];
+	char sender[1024];
+	long uid;
+	unsigned long long size;
+	size_t nrcpts;
+	char message_id[512];		/* "" when the headers have none */
+	char err[256];
+};
+void maillog_summary_read(struct queue *q, const char *id, struct maillog_summary *s);
+/* maillog_queued's lines from a summary; with a note (not NULL) pickup's
+ * "ID: uid=N from=<...>" line first (then note, e.g. how it came). */
+void maillog_summary_log(const struct maillog_summary *s, const char *note);
+
 /* A message is in queue/: cleanup's "message-id=<...>" (when the headers
  * have one) and qmgr's "from=<...>, size=N, nrcpt=N (queue active)". */
 void maillog_queued(struct queue *q, const char *id);
-/* A message from a local user is in queue/: pickup's "uid=N from=<...>"
- * (then note, e.g. how it came), then maillog_queued's lines. */
-void maillog_picked_up(struct queue *q, const char *id, const char *note);
 /* The Message-ID header's <...> from a message's headers (without <>);
  * false when there is none.  Reads at most the first 64 KiB. */
 bool maillog_message_id(const char *text, size_t len, char *out, size_t size);
