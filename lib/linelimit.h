@@ -1,7 +1,7 @@
 /* Lines longer than RFC 5321 allows, broken so a smarthost takes them.
  *
  * RFC 5321 §4.5.3.1.6: a text line is at most 998 octets plus CRLF, and a
- * smarthost that enforces it rejects the whole message (DESIGN §4: such a
+ * smarthost that enforces it rejects the whole message (the contract: such a
  * line must never cost a message).  Like Postfix's smtp_line_length_limit,
  * a longer line is broken by inserting CRLF SPACE: in a header that is a
  * legal fold, in a body it keeps MIME structure intact.  The "." that

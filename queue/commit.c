@@ -6,8 +6,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,22 +13,6 @@
 #include <unistd.h>
 
 #define COMMIT_STACK ((size_t)256 << 10)	/* envelope parsing uses a few 4 KiB lines */
-#define COMMIT_NICE 5			/* below the event loop's thread */
-
-/* The commit threads spend their CPU in the kernel's writeback; on a
- * small VM the event loop should get the CPU first, so that sessions are
- * answered while the disk works (Linux nice values are per thread). */
-static void commit_lower_priority(void)
-{
-	id_t tid = (id_t)syscall(SYS_gettid);
-	int nice;
-
-	errno = 0;
-	nice = getpriority(PRIO_PROCESS, tid);
-	if (errno == 0)
-		(void)setpriority(PRIO_PROCESS, tid, nice + COMMIT_NICE);
-}
-
 struct commit_job {
 	struct commit_job *next;
 	const struct commit_ops *ops;
@@ -122,13 +104,17 @@ static void commit_finish_alone(struct commit *c, struct commit_job *j)
 {
 	char byte = 1;
 
+	bool wake;
+
 	if (j->ops->settle)
 		j->error = j->ops->settle(j->arg, j->error, j->err, sizeof(j->err));
 	pthread_mutex_lock(&c->lock);
+	wake = !c->done.head;
 	commit_push(&c->done, j);
 	c->stats.jobs++;
 	pthread_mutex_unlock(&c->lock);
-	(void)!write(c->pipe[1], &byte, 1);
+	if (wake)
+		(void)!write(c->pipe[1], &byte, 1);
 }
 
 /* The file's own flush, overlapping the directory fsync of its batch.  The
@@ -150,7 +136,6 @@ static void *commit_worker(void *arg)
 	struct commit_job *j;
 	bool flush;
 
-	commit_lower_priority();
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (!c->todo.head && !c->stopping)
@@ -237,7 +222,7 @@ static void commit_settle(struct commit_list *batch)
 static void commit_round(struct commit *c, struct commit_list *serial, struct commit_list *batch)
 {
 	unsigned long n = 0, fsyncs;
-	bool had_serial = serial->head != NULL;
+	bool had_serial = serial->head != NULL, wake;
 	char byte = 1;
 
 	for (struct commit_job *j = serial->head; j; j = j->next) {
@@ -252,6 +237,7 @@ static void commit_round(struct commit *c, struct commit_list *serial, struct co
 	for (struct commit_job *j = batch->head; j; j = j->next)
 		n++;
 	pthread_mutex_lock(&c->lock);
+	wake = !c->done.head;
 	commit_append(&c->done, batch);
 	c->stats.dir_fsyncs += fsyncs;
 	if (had_serial) {
@@ -263,8 +249,10 @@ static void commit_round(struct commit *c, struct commit_list *serial, struct co
 	if (n > c->stats.max_batch)
 		c->stats.max_batch = n;
 	pthread_mutex_unlock(&c->lock);
-	/* A full pipe already has a wake-up in it. */
-	(void)!write(c->pipe[1], &byte, 1);
+	/* One wake-up per non-empty done list (commit_reap takes it all); a
+	 * full pipe already has one in it. */
+	if (wake)
+		(void)!write(c->pipe[1], &byte, 1);
 }
 
 /* Nothing this syncer may take: no staged job, and no serial job that is
@@ -281,7 +269,6 @@ static void *commit_syncer(void *arg)
 	struct commit *c = arg;
 	struct commit_list batch, serial = { NULL, NULL };
 
-	commit_lower_priority();
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		while (commit_idle(c) && !(c->stopping && !c->todo.head && !c->staging))
