@@ -38,7 +38,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define COMMIT_WORKERS 8		/* parallel file fsyncs: flushes overlap on real disks */
+#define COMMIT_WORKERS 16		/* parallel file fsyncs: flushes overlap on real disks */
 #ifndef COMMIT_SYNCERS
 #define COMMIT_SYNCERS 2		/* directory fsyncs that may be in flight at once */
 #endif
