@@ -481,9 +481,14 @@ int qwriter_write(struct qwriter *w, const void *data, size_t len)
 static int qwriter_complete(struct qwriter *w, const char **step)
 {
 	char field[ENVELOPE_SIZE_WIDTH + 1];
-	bool in_buf = !w->written && !w->error;	/* the header starts wbuf */
+	bool in_buf;
 
 	*step = "write";
+	/* Asynchronous: the queued chunks first, so that the header is in
+	 * the file when it is patched there. */
+	if (w->async && !w->error && qwriter_spill(w) < 0)
+		w->error = errno;
+	in_buf = !w->written && !w->error;	/* the header starts wbuf */
 	envelope_size_field(field, w->size);
 	/* A typical message is still all in the buffer: fix the fields there
 	 * and write the file in one go. */

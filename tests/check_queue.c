@@ -1084,6 +1084,28 @@ START_TEST(test_async_chunks)
 }
 END_TEST
 
+/* Committed with every chunk still queued (no spill ran): the commit
+ * writes them before it fixes the header's fields in the file. */
+START_TEST(test_async_commit_without_spill)
+{
+	struct queue *q = open_spool();
+	struct q_envelope *env = sample_env();
+	size_t len = 200u << 10;
+	unsigned char *content = pattern(len, 1234567u);
+	struct qwriter *w = async_writer(q, env);
+	char err[512], id[QID_SIZE];
+
+	ck_assert_int_eq(qwriter_write(w, content, len), 0);
+	ck_assert_uint_eq(qwriter_queued(w), 3);
+	ck_assert_int_eq(count_files("queue", ""), 0);
+	strcpy(id, qwriter_id(w));
+	ck_assert_msg(qwriter_commit(w, err, sizeof(err)) == 0, "%s", err);
+	check_committed(q, id, content, len);
+	free(content);
+	queue_close(q);
+}
+END_TEST
+
 START_TEST(test_async_only_fresh_queue_writers)
 {
 	struct queue *q = open_spool();
@@ -1445,6 +1467,7 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_pickup_uid_is_owner);
 	tcase_add_test(tc, test_efbig);
 	tcase_add_test(tc, test_async_chunks);
+	tcase_add_test(tc, test_async_commit_without_spill);
 	tcase_add_test(tc, test_async_only_fresh_queue_writers);
 	tcase_add_test(tc, test_async_error_sticks);
 	tcase_add_test(tc, test_async_concurrent_spill);
