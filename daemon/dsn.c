@@ -15,7 +15,9 @@
 #include "lib/log.h"
 #include "lib/rfc5322.h"
 #include "queue/submit.h"
+#include "daemon/durable.h"
 #include "daemon/qstore.h"
+#include "lib/fsutil.h"
 
 /* Bounds of what dsn_build writes: fixed text, and per failed recipient a
  * text line and the delivery-status fields (each at most DSN_TEXT_MAX). */
@@ -423,78 +425,144 @@ bool dsn_limit_take(struct dsn_limit *l, const char *sender, time_t now)
 	return true;
 }
 
-/* ---- queueing ---- */
+/* ---- queueing, off the event loop ---- */
 
-/* The DSN's way to the disk: logged when queued, then the caller is told. */
-struct dsn_pending {
+/* One DSN on its way to the disk.  A commit worker reads the original's
+ * headers, builds the DSN and writes it (none of it on the event loop); as
+ * a serial job it is durable before the failed state that the sched asks
+ * for after it (daemon/qstore.h). */
+struct dsn_job {
+	const struct config *conf;	/* d->conf when asked (read-only) */
 	struct queue *queue;
-	char orig[QID_SIZE];
+	const struct q_envelope *env;	/* the sched's: untouched until cb */
+	const bool *failed;
+	struct qwriter *w;		/* from stage to settle */
+	char dsnid[QID_SIZE];
+	struct maillog_summary sum;	/* read back by the worker, logged on the loop */
 	qstore_cb cb;
 	void *arg;
 };
 
-static void dsn_queued(void *arg, int error, const char *err, const char *dsnid)
+/* The DSN, complete and not yet staged, from the original's content on fd;
+ * NULL with err set. */
+static struct qwriter *dsn_write(struct dsn_job *j, int fd, char *err, size_t errlen)
 {
-	struct dsn_pending *p = arg;
-
-	if (error)
-		log_err("%s: cannot queue a DSN: %s", p->orig, err);
-	else {
-		log_info("%s: sender non-delivery notification: %s", p->orig, dsnid);
-		maillog_queued(p->queue, dsnid);
-	}
-	p->cb(p->arg, error, err, dsnid);
-	free(p);
-}
-
-static int dsn_submit(struct daemon *d, const struct q_envelope *env, const bool *failed,
-    int fd, struct dsn_pending *pending)
-{
-	char *rcpts[1] = { env->sender };
+	char *rcpts[1] = { j->env->sender };
 	struct submit_params p = {
-		.conf = d->conf, .queue = d->queue, .area = Q_QUEUE,
+		.conf = j->conf, .queue = j->queue, .area = Q_QUEUE,
 		.sender = "", .rcpts = rcpts, .nrcpts = 1, .uid = -1, .origin = "dsn",
-		.smtputf8 = !dsn_ascii(env->sender),
+		.smtputf8 = !dsn_ascii(j->env->sender),
 	};
 	struct submit_error e = { 0 };
-	struct dsn_info info = { .hostname = d->conf->hostname, .now = time(NULL) };
-	char msgid[QID_SIZE + 300], dsnid[QID_SIZE];
+	struct dsn_info info = { .hostname = j->conf->hostname, .now = time(NULL) };
+	char msgid[QID_SIZE + 300];
 	struct qwriter *w = NULL;
 	struct submit *s;
 	struct buf b;
 
 	p.eightbit = p.smtputf8;
 	if (!(s = submit_begin(&p, &e))) {
-		log_err("%s: cannot queue a DSN: %s", env->id, e.text);
-		return -1;
+		snprintf(err, errlen, "%s", e.text);
+		return NULL;
 	}
-	snprintf(msgid, sizeof(msgid), "%s@%s", submit_id(s), d->conf->hostname);
+	snprintf(msgid, sizeof(msgid), "%s@%s", submit_id(s), j->conf->hostname);
 	info.message_id = msgid;
-	if (dsn_build(&b, &info, env, failed, fd) < 0) {
-		log_err("%s: cannot build a DSN: %s", env->id, strerror(errno));
+	if (dsn_build(&b, &info, j->env, j->failed, fd) < 0) {
+		snprintf(err, errlen, "cannot build it: %s", strerror(errno));
 		submit_abort(s);
-		return -1;
+		return NULL;
 	}
-	if (submit_write(s, b.data, b.len, &e) < 0) {
+	if (submit_write(s, b.data, b.len, &e) < 0)
 		submit_abort(s);
-		s = NULL;
-	}
-	if (!s || !(w = submit_finish(s, dsnid, &e))) {
-		log_err("%s: cannot queue a DSN: %s", env->id, e.text);
-		buf_free(&b);
-		return -1;
-	}
+	else
+		w = submit_finish(s, j->dsnid, &e);
 	buf_free(&b);
-	/* Serial: on disk before the failed state that the sched writes next. */
-	qstore_writer(d, w, true, dsn_queued, pending);
+	if (!w)
+		snprintf(err, errlen, "%s", e.text);
+	return w;
+}
+
+static int dsn_stage(void *arg, int *dirfd, char *err, size_t errlen)
+{
+	struct dsn_job *j = arg;
+	int fd = queue_open_content(j->queue, Q_QUEUE, j->env), e;
+
+	if (fd < 0) {
+		e = errno ? errno : EIO;
+		snprintf(err, errlen, "cannot read the message: %s", strerror(e));
+		return e;
+	}
+	errno = 0;
+	j->w = dsn_write(j, fd, err, errlen);
+	e = errno ? errno : EIO;
+	close(fd);
+	if (!j->w)
+		return e;
+	if (qwriter_stage_early(j->w, err, errlen) < 0)
+		return errno ? errno : EIO;
+	*dirfd = qwriter_dirfd(j->w);
 	return 0;
+}
+
+static int dsn_flush(void *arg, char *err, size_t errlen)
+{
+	struct dsn_job *j = arg;
+
+	return qwriter_sync(j->w, err, errlen) < 0 ? (errno ? errno : EIO) : 0;
+}
+
+static int dsn_settle(void *arg, int error, char *err, size_t errlen)
+{
+	struct dsn_job *j = arg;
+	int r = error;
+
+	if (j->w) {
+		r = qwriter_settle(j->w, error, err, errlen) < 0 ? (errno ? errno : EIO) : 0;
+		j->w = NULL;
+	}
+	if (r == 0)
+		maillog_summary_read(j->queue, j->dsnid, &j->sum);
+	return r;
+}
+
+/* On the loop: logged when queued, then the caller is told. */
+static void dsn_done(void *arg, int error, const char *err)
+{
+	struct dsn_job *j = arg;
+
+	if (error) {
+		log_err("%s: cannot queue a DSN: %s", j->env->id, err);
+	} else {
+		log_info("%s: sender non-delivery notification: %s", j->env->id, j->dsnid);
+		maillog_summary_log(&j->sum, NULL);
+	}
+	j->cb(j->arg, error, err, j->dsnid);
+	free(j);
+}
+
+static const struct commit_ops dsn_ops = {
+	.stage = dsn_stage, .settle = dsn_settle, .done = dsn_done, .flush = dsn_flush,
+};
+
+/* Without the stage (unit tests): the same steps, here and now. */
+static void dsn_now(struct dsn_job *j)
+{
+	char err[COMMIT_ERR_SIZE] = "";
+	int dirfd = -1, e;
+
+	e = dsn_stage(j, &dirfd, err, sizeof(err));
+	if (!e)
+		e = dsn_flush(j, err, sizeof(err));
+	if (!e && dirfd >= 0 && fs_fsync_dirfd(dirfd) < 0)
+		e = errno ? errno : EIO;
+	e = dsn_settle(j, e, err, sizeof(err));
+	dsn_done(j, e, err);
 }
 
 int dsn_send(struct daemon *d, const struct q_envelope *env, const bool *failed,
     qstore_cb cb, void *arg)
 {
-	struct dsn_pending *p;
-	int fd, r;
+	struct dsn_job *j;
 
 	if (!env->sender[0]) {
 		log_info("%s: sender is null: not returning a DSN", env->id);
@@ -509,24 +577,18 @@ int dsn_send(struct daemon *d, const struct q_envelope *env, const bool *failed,
 		    env->id, env->sender, DSN_LIMIT_PER_HOUR);
 		return 0;
 	}
-	if ((fd = queue_open_content(d->queue, Q_QUEUE, env)) < 0) {
-		log_err("%s: cannot read the message for its DSN: %s", env->id, strerror(errno));
-		return -1;
-	}
-	if (!(p = calloc(1, sizeof(*p)))) {
-		close(fd);
+	if (!(j = calloc(1, sizeof(*j)))) {
 		log_err("%s: cannot queue a DSN: out of memory", env->id);
 		return -1;
 	}
-	snprintf(p->orig, sizeof(p->orig), "%s", env->id);
-	p->queue = d->queue;
-	p->cb = cb;
-	p->arg = arg;
-	r = dsn_submit(d, env, failed, fd, p);
-	close(fd);
-	if (r < 0) {
-		free(p);
-		return -1;
-	}
+	j->conf = d->conf;
+	j->queue = d->queue;
+	j->env = env;
+	j->failed = failed;
+	j->cb = cb;
+	j->arg = arg;
+	/* Serial: on disk before the failed state that the sched writes next. */
+	if (durable_submit(d->durable, &dsn_ops, j, true) < 0)
+		dsn_now(j);
 	return 1;
 }

@@ -45,12 +45,15 @@ struct dsn_limit *dsn_limit_new(void);
 void dsn_limit_free(struct dsn_limit *l);
 bool dsn_limit_take(struct dsn_limit *l, const char *sender, time_t now);
 
-/* Decide, build and queue (queue/, through submit) the DSN for env's newly
- * failed recipients.  1: built and on its way to the disk (daemon/qstore.h,
- * serial): cb(arg, error, err, dsnid) says whether it was queued (the caller
- * then schedules it), possibly before dsn_send returns; 0: none is due (null
- * sender, NOTIFY, rate limit; logged); -1: it could not be built (logged).
- * On -1 or a cb error, keep the failures retryable. */
+/* Decide (here) whether a DSN is due for env's newly failed recipients;
+ * if so, build and queue it (queue/, through submit) off the event loop: a
+ * commit worker reads the original's headers and writes the DSN, as a
+ * serial job (daemon/qstore.h), so it is durable before the failed state
+ * asked for after it.  1: on its way: cb(arg, error, err, dsnid) says
+ * whether it was queued (the caller then schedules it), possibly before
+ * dsn_send returns; env and failed must stay untouched until then.  0: none
+ * is due (null sender, NOTIFY, rate limit; logged); -1: out of memory
+ * (logged).  On -1 or a cb error, keep the failures retryable. */
 int dsn_send(struct daemon *d, const struct q_envelope *env, const bool *failed,
     qstore_cb cb, void *arg);
 

@@ -29,6 +29,10 @@
 #define LISTENER_CHUNK 16384
 #define LISTENER_HELO_MAX 255
 #define LISTENER_GRACE 5		/* seconds to get the last reply out */
+/* Full 64 KiB buffers a message may have waiting for the disk before its
+ * session stops reading: 256 KiB of memory per session at most, enough to
+ * keep a writer thread busy while the next one fills. */
+#define LISTENER_SPILL_MAX 4
 
 struct lsess {
 	struct listener *l;
@@ -37,11 +41,14 @@ struct lsess {
 	struct smtp_server *srv;
 	struct submit *sub;
 	struct lcommit *committing;	/* DATA being made durable off the loop */
+	struct lspill *spill;		/* the current message's writes, once it has any */
+	bool commit_waiting;		/* final dot seen: commit when the spill is done */
 	struct event *timer;
 	char ip[INET6_ADDRSTRLEN];
 	char name[16];			/* "localhost" for loopback, else "unknown" (no rDNS) */
 	bool allowed;
 	bool eof;
+	bool eof_told;			/* smtp_server_eof called (deferred while paused) */
 	time_t deadline;		/* monotonic: 421 when no message done by then */
 };
 
@@ -66,9 +73,23 @@ struct lcommit {
 	struct maillog_summary sum;	/* read back by the commit thread, logged on the loop */
 };
 
+/* A big message's full buffers on their way to tmp.ID (qwriter_spill), on
+ * the commit stage's workers, one job at a time per message.  It outlives
+ * its session if need be: a writer is never freed while a job uses it. */
+struct lspill {
+	struct daemon *d;
+	struct lsess *s;		/* NULL once the session let go of the message */
+	struct submit *sub;		/* the message, owned here once s is NULL */
+	struct qwriter *w;
+	bool busy;			/* a job is queued or running */
+	bool drop;			/* the job is the message's abort */
+};
+
 static void lsess_free(struct lsess *s);
 static void lsess_pump(struct lsess *s);
 static void lsess_set_deadline(struct lsess *s);
+static void lsess_drop(struct lsess *s);
+static void lsess_spill(struct lsess *s);
 
 /* ---- the sink: smtp_server -> queue/submit ---- */
 
@@ -126,7 +147,7 @@ static int lsess_begin(void *ctx, const struct smtp_envelope_in *env, struct smt
 		.ret = env->ret == 1 ? SMTP_RET_FULL : env->ret == 2 ? SMTP_RET_HDRS : SMTP_RET_DEFAULT,
 		.eightbit = env->eightbit, .smtputf8 = env->smtputf8,
 		.uid = -1, .origin = origin,
-		.remote_client = strcmp(s->name, "localhost") != 0,
+		.remote_client = strcmp(s->name, "localhost") != 0, .async_writer = true,
 	};
 
 	lsess_received_from(s, env->helo, from, sizeof(from));
@@ -146,12 +167,12 @@ static int lsess_write(void *ctx, const char *data, size_t len, struct smtp_repl
 	struct submit_error e = { 0 };
 
 	if (submit_write(s->sub, data, len, &e) < 0) {
-		submit_abort(s->sub);
-		s->sub = NULL;
+		lsess_drop(s);
 		log_warn("client=%s[%s]: %d %s", s->name, s->ip, e.smtp_code, e.text);
 		lsess_reply(fail, &e);
 		return -1;
 	}
+	lsess_spill(s);
 	return 0;
 }
 
@@ -241,12 +262,14 @@ static int lsess_commit_now(struct lcommit *c, struct smtp_reply *fail)
 	return r;
 }
 
-static int lsess_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_reply *fail)
+static int lsess_commit_go(struct lsess *s, char *queue_id, size_t idlen, struct smtp_reply *fail)
 {
-	struct lsess *s = ctx;
 	struct submit_error e = { 0 };
 	struct lcommit *c = calloc(1, sizeof(*c));
 
+	/* No spill runs: the commit's stage writes what is still queued. */
+	free(s->spill);
+	s->spill = NULL;
 	if (c)
 		c->w = submit_finish(s->sub, c->id, &e);
 	else
@@ -271,14 +294,151 @@ static int lsess_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_rep
 	return 1;
 }
 
+/* ---- big messages: full buffers written off the loop ---- */
+
+static int lspill_stage(void *arg, int *dirfd, char *err, size_t errlen)
+{
+	struct lspill *sp = arg;
+
+	(void)dirfd;
+	(void)err;
+	(void)errlen;
+	if (sp->drop) {
+		/* Given up: its tmp.ID is closed and unlinked here, not on the loop. */
+		submit_abort(sp->sub);
+		sp->sub = NULL;
+		return 0;
+	}
+	/* An error stays in the writer: the message fails with it (452/451)
+	 * at its next write or at its commit, as a failed write() would. */
+	(void)qwriter_spill(sp->w);
+	return 0;
+}
+
+static void lspill_done(void *arg, int error, const char *err);
+static const struct commit_ops lspill_ops = { .stage = lspill_stage, .done = lspill_done };
+
+/* The session let go of the message: freed off the loop once no spill
+ * uses its writer (lspill_done comes back here). */
+static void lspill_release(struct lspill *sp)
+{
+	sp->s = NULL;
+	if (sp->busy)
+		return;
+	sp->drop = true;
+	sp->busy = true;
+	if (durable_submit(sp->d->durable, &lspill_ops, sp, false) < 0) {
+		submit_abort(sp->sub);
+		free(sp);
+	}
+}
+
+/* The final dot came while chunks were being written: commit now. */
+static void lsess_commit_resume(struct lsess *s)
+{
+	char id[SMTP_SERVER_ID_SIZE];
+	struct smtp_reply fail = { 0 };
+	int r;
+
+	s->commit_waiting = false;
+	r = lsess_commit_go(s, id, sizeof(id), &fail);
+	if (r != 1)
+		smtp_server_commit_done(s->srv, r == 0 ? id : NULL, &fail);
+	lsess_pump(s);
+}
+
+static void lspill_done(void *arg, int error, const char *err)
+{
+	struct lspill *sp = arg;
+	struct lsess *s = sp->s;
+
+	(void)error;
+	(void)err;
+	sp->busy = false;
+	if (sp->drop) {
+		free(sp);
+		return;
+	}
+	if (!s) {
+		lspill_release(sp);
+		return;
+	}
+	if (s->commit_waiting) {
+		lsess_commit_resume(s);
+		return;
+	}
+	lsess_spill(s);		/* what was queued meanwhile */
+	lsess_pump(s);		/* reading again if it was paused */
+}
+
+/* Queued chunks go to the disk, one job at a time per message. */
+static void lsess_spill(struct lsess *s)
+{
+	struct qwriter *w = s->sub ? submit_writer(s->sub) : NULL;
+	struct lspill *sp = s->spill;
+
+	if (!w || qwriter_queued(w) == 0 || (sp && sp->busy))
+		return;
+	if (!sp && (sp = calloc(1, sizeof(*sp)))) {
+		sp->d = s->l->d;
+		sp->s = s;
+		sp->w = w;
+		s->spill = sp;
+	}
+	if (sp) {
+		sp->busy = true;
+		if (durable_submit(sp->d->durable, &lspill_ops, sp, false) == 0)
+			return;
+		sp->busy = false;
+	}
+	/* No stage (unit tests) or no memory: written here, as the front ends do. */
+	(void)qwriter_spill(w);
+}
+
+/* The disk is behind this message: stop reading its client until a spill
+ * is done, so that a fast sender cannot fill the daemon's memory. */
+static bool lsess_paused(const struct lsess *s)
+{
+	return s->spill && s->spill->busy && qwriter_queued(s->spill->w) >= LISTENER_SPILL_MAX;
+}
+
+/* The session lets go of its message (write error, RSET, disconnect). */
+static void lsess_drop(struct lsess *s)
+{
+	struct lspill *sp = s->spill;
+
+	s->spill = NULL;
+	s->commit_waiting = false;
+	if (sp) {
+		sp->sub = s->sub;
+		s->sub = NULL;
+		lspill_release(sp);
+		return;
+	}
+	submit_abort(s->sub);
+	s->sub = NULL;
+}
+
+static int lsess_commit(void *ctx, char *queue_id, size_t idlen, struct smtp_reply *fail)
+{
+	struct lsess *s = ctx;
+
+	if (s->spill && s->spill->busy) {
+		/* Its last chunks are on their way: lspill_done commits. */
+		snprintf(queue_id, idlen, "%s", submit_id(s->sub));
+		lsess_set_deadline(s);
+		s->commit_waiting = true;
+		return 1;
+	}
+	return lsess_commit_go(s, queue_id, idlen, fail);
+}
+
 static void lsess_abort(void *ctx)
 {
 	struct lsess *s = ctx;
 
-	if (s->sub) {
-		submit_abort(s->sub);
-		s->sub = NULL;
-	}
+	if (s->sub)
+		lsess_drop(s);
 }
 
 static const struct smtp_server_sink lsess_sink = {
@@ -322,7 +482,7 @@ static void lsess_feed(struct lsess *s)
 	for (;;) {
 		lsess_move_output(s);
 		if (smtp_server_closing(s->srv) || !smtp_server_want_input(s->srv) ||
-		    evbuffer_get_length(in) == 0)
+		    lsess_paused(s) || evbuffer_get_length(in) == 0)
 			break;
 		n = evbuffer_remove(in, chunk, sizeof(chunk));
 		if (n <= 0)
@@ -339,6 +499,17 @@ static void lsess_feed(struct lsess *s)
 static void lsess_pump(struct lsess *s)
 {
 	lsess_feed(s);
+	if (lsess_paused(s)) {
+		/* lspill_done pumps again; an end of input waits for what is
+		 * still unread before it. */
+		bufferevent_disable(s->bev, EV_READ);
+		return;
+	}
+	if (s->eof && !s->eof_told) {
+		s->eof_told = true;
+		smtp_server_eof(s->srv);
+		lsess_feed(s);
+	}
 	if (smtp_server_committing(s->srv)) {
 		/* Nothing to read until the disk answers; the client waits for us. */
 		bufferevent_disable(s->bev, EV_READ);
@@ -407,10 +578,9 @@ static void lsess_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (what & BEV_EVENT_EOF) {
-		/* The client is done sending; answer what it sent, then close. */
+		/* The client is done sending; answer what it sent, then close
+		 * (lsess_pump tells the server once all of it is read). */
 		s->eof = true;
-		lsess_feed(s);
-		smtp_server_eof(s->srv);
 		lsess_pump(s);
 		return;
 	}

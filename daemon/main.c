@@ -529,6 +529,7 @@ static void main_cleanup(struct main_state *m)
 
 	/* Writes in flight complete (and their messages get scheduled) first. */
 	durable_free(d->durable);
+	d->durable = NULL;	/* sessions freed below write synchronously */
 	listener_free(d->listener);
 	ctl_free(d->ctl);
 	handover_free(d->handover);

@@ -117,6 +117,22 @@ int qwriter_dirfd(const struct qwriter *w);
 int qwriter_settle(struct qwriter *w, int error, char *err, size_t errlen);
 void qwriter_abort(struct qwriter *w);
 
+/* Asynchronous writing, for the daemon's listener (smtprelayd(8), "Queue
+ * guarantees"): after qwriter_set_async (a queue/ writer, before any
+ * write), qwriter_write never touches the file.  Each full 64 KiB buffer
+ * is queued as a chunk; qwriter_spill, on any one thread at a time, makes
+ * tmp.ID and writes the queued chunks in order.  Its first error (ENOSPC,
+ * EIO) sticks: the next qwriter_write that queues a chunk fails with it,
+ * and so does qwriter_stage/qwriter_commit, which write what is still
+ * queued.  Only the queue (qwriter_queued, the spill's dequeuing and
+ * error) is shared between threads: the caller must not run qwriter_stage,
+ * qwriter_commit or qwriter_abort while a qwriter_spill is running. */
+int qwriter_set_async(struct qwriter *w);
+/* Chunks queued and not yet written (safe from any thread). */
+unsigned qwriter_queued(struct qwriter *w);
+/* 0, or -1 with errno (this spill's or an earlier one's error). */
+int qwriter_spill(struct qwriter *w);
+
 /* Read a message's envelope (content file header + state file).  A corrupt
  * or truncated file returns -1 with errno EBADMSG and err describing it;
  * the caller decides to quarantine. */

@@ -4,12 +4,20 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* A full buffer waiting for qwriter_spill (asynchronous writers). */
+struct qchunk {
+	struct qchunk *next;
+	size_t len;
+	char *data;		/* Q_WBUF_SIZE bytes, a former wbuf */
+};
 
 /* A message is born as tmp.ID and becomes ID only when complete and durable,
  * so scans never see a partial message and a crash leaves only a stale tmp. */
@@ -31,6 +39,14 @@ struct qwriter {
 	char id[QID_SIZE];
 	char tmpname[QID_SIZE + 8];
 	char *wbuf;		/* Q_WBUF_SIZE bytes: many small writes, few syscalls */
+	/* Asynchronous mode: the loop fills wbuf and queues it; one thread
+	 * at a time spills the queue into fd.  lock guards the four fields
+	 * below; fd, lazy and tmpname then belong to the spilling thread. */
+	bool async;
+	pthread_mutex_t lock;
+	struct qchunk *chunks, *last;
+	unsigned nchunks;
+	int spill_error;	/* first error of qwriter_spill: the message fails with it */
 };
 
 /* maildrop files are written by the submitting user and read by the daemon
@@ -48,14 +64,78 @@ static int qwriter_flush(struct qwriter *w)
 		errno = w->error;
 		return -1;
 	}
-	if (w->used && w->lazy && qwriter_create_now(w) < 0)
+	/* Asynchronous: what is queued goes first (no spill runs now). */
+	if (w->async && qwriter_spill(w) < 0) {
+		w->error = errno;
 		return -1;
-	if (w->used && fs_write_all(w->fd, w->wbuf, w->used) < 0) {
+	}
+	if ((w->used && w->lazy && qwriter_create_now(w) < 0) ||
+	    (w->used && fs_write_all(w->fd, w->wbuf, w->used) < 0)) {
 		w->error = errno;
 		return -1;
 	}
 	w->written = w->written || w->used;
 	w->used = 0;
+	return 0;
+}
+
+/* Asynchronous: the full buffer becomes a chunk, a fresh one takes its
+ * place; no file I/O on the caller's thread.  An error of an earlier spill
+ * fails the write, as a failed write() would. */
+static int qwriter_queue_chunk(struct qwriter *w)
+{
+	struct qchunk *c = NULL;
+	char *fresh = NULL;
+	int e;
+
+	pthread_mutex_lock(&w->lock);
+	e = w->spill_error;
+	pthread_mutex_unlock(&w->lock);
+	if (e == 0 && (!(c = malloc(sizeof(*c))) || !(fresh = malloc(Q_WBUF_SIZE)))) {
+		free(c);
+		e = ENOMEM;
+	}
+	if (e) {
+		w->error = e;
+		errno = e;
+		return -1;
+	}
+	c->next = NULL;
+	c->data = w->wbuf;
+	c->len = w->used;
+	w->wbuf = fresh;
+	w->used = 0;
+	w->written = true;	/* the header left wbuf: patched in the file */
+	pthread_mutex_lock(&w->lock);
+	if (w->last)
+		w->last->next = c;
+	else
+		w->chunks = c;
+	w->last = c;
+	w->nchunks++;
+	pthread_mutex_unlock(&w->lock);
+	return 0;
+}
+
+static int qwriter_put_async(struct qwriter *w, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		size_t n = Q_WBUF_SIZE - w->used;
+
+		if (n == 0) {
+			if (qwriter_queue_chunk(w) < 0)
+				return -1;
+			continue;
+		}
+		if (n > len)
+			n = len;
+		memcpy(w->wbuf + w->used, p, n);
+		w->used += n;
+		p += n;
+		len -= n;
+	}
 	return 0;
 }
 
@@ -67,12 +147,16 @@ static int qwriter_put(struct qwriter *w, const void *data, size_t len)
 	}
 	if (len == 0)
 		return 0;
+	if (w->async)
+		return qwriter_put_async(w, data, len);
 	if (len > Q_WBUF_SIZE - w->used) {
 		if (qwriter_flush(w) < 0)
 			return -1;
 		if (len >= Q_WBUF_SIZE) {
-			if (w->lazy && qwriter_create_now(w) < 0)
+			if (w->lazy && qwriter_create_now(w) < 0) {
+				w->error = errno;
 				return -1;
+			}
 			w->written = true;
 			if (fs_write_all(w->fd, data, len) < 0) {
 				w->error = errno;
@@ -92,6 +176,15 @@ static void qwriter_free(struct qwriter *w, bool unlink_tmp)
 		close(w->fd);
 	if (unlink_tmp && w->tmpname[0])
 		unlinkat(w->dirfd, w->tmpname, 0);
+	while (w->chunks) {
+		struct qchunk *c = w->chunks;
+
+		w->chunks = c->next;
+		free(c->data);
+		free(c);
+	}
+	if (w->async)
+		pthread_mutex_destroy(&w->lock);
 	free(w->wbuf);
 	free(w);
 }
@@ -147,10 +240,11 @@ static int qwriter_create_now(struct qwriter *w)
 	w->fd = openat(w->dirfd, w->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    qwriter_mode(w->area));
 	if (w->fd < 0 || fchmod(w->fd, qwriter_mode(w->area)) < 0) {
-		w->error = errno;
+		int saved = errno;
+
 		if (w->fd < 0)
 			w->tmpname[0] = '\0';	/* not ours: never unlink it */
-		errno = w->error;
+		errno = saved;
 		return -1;
 	}
 	w->lazy = false;
@@ -286,6 +380,73 @@ void qwriter_set_eightbit(struct qwriter *w, bool eightbit)
 	w->eightbit = w->eightbit || eightbit;
 }
 
+int qwriter_set_async(struct qwriter *w)
+{
+	if (!w->lazy || w->async || w->written) {
+		errno = EINVAL;		/* only a fresh queue/ writer, whose file is not made yet */
+		return -1;
+	}
+	if ((errno = pthread_mutex_init(&w->lock, NULL)) != 0)
+		return -1;
+	w->async = true;
+	return 0;
+}
+
+unsigned qwriter_queued(struct qwriter *w)
+{
+	unsigned n;
+
+	if (!w->async)
+		return 0;
+	pthread_mutex_lock(&w->lock);
+	n = w->nchunks;
+	pthread_mutex_unlock(&w->lock);
+	return n;
+}
+
+/* One chunk into the file; tmp.ID is made by the first. */
+static int qwriter_spill_one(struct qwriter *w, const struct qchunk *c)
+{
+	if (w->lazy && qwriter_create_now(w) < 0)
+		return errno;
+	return fs_write_all(w->fd, c->data, c->len) < 0 ? errno : 0;
+}
+
+int qwriter_spill(struct qwriter *w)
+{
+	struct qchunk *c;
+	int e;
+
+	for (;;) {
+		pthread_mutex_lock(&w->lock);
+		/* Dequeued only once written: qwriter_queued counts what is
+		 * not on disk yet, which is what the caller's backpressure
+		 * is about. */
+		c = w->chunks;
+		e = w->spill_error;
+		pthread_mutex_unlock(&w->lock);
+		if (!c)
+			break;
+		/* After an error the rest is dropped: the message fails. */
+		if (e == 0)
+			e = qwriter_spill_one(w, c);
+		pthread_mutex_lock(&w->lock);
+		if (!(w->chunks = c->next))
+			w->last = NULL;
+		w->nchunks--;
+		if (e && !w->spill_error)
+			w->spill_error = e;
+		pthread_mutex_unlock(&w->lock);
+		free(c->data);
+		free(c);
+	}
+	if (e) {
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
 /* Patch a header field of the same width, in the buffer or in the file. */
 static int qwriter_patch(struct qwriter *w, bool in_buf, off_t off, const char *v, size_t len)
 {
@@ -320,9 +481,14 @@ int qwriter_write(struct qwriter *w, const void *data, size_t len)
 static int qwriter_complete(struct qwriter *w, const char **step)
 {
 	char field[ENVELOPE_SIZE_WIDTH + 1];
-	bool in_buf = !w->written && !w->error;	/* the header starts wbuf */
+	bool in_buf;
 
 	*step = "write";
+	/* Asynchronous: the queued chunks first, so that the header is in
+	 * the file when it is patched there. */
+	if (w->async && !w->error && qwriter_spill(w) < 0)
+		w->error = errno;
+	in_buf = !w->written && !w->error;	/* the header starts wbuf */
 	envelope_size_field(field, w->size);
 	/* A typical message is still all in the buffer: fix the fields there
 	 * and write the file in one go. */
@@ -333,8 +499,10 @@ static int qwriter_complete(struct qwriter *w, const char **step)
 		return -1;
 	if (qwriter_flush(w) < 0)
 		return -1;
-	if (w->lazy && qwriter_create_now(w) < 0)
+	if (w->lazy && qwriter_create_now(w) < 0) {
+		w->error = errno;
 		return -1;	/* an empty buffer: only a header-less writer */
+	}
 	return 0;
 }
 

@@ -29,6 +29,7 @@ struct submit {
 	unsigned notify;
 	unsigned max_rcpts;
 	bool extract;
+	bool async_writer;
 	char *received;
 	char *daemon_from;		/* the From: of a null-sender message; the filter's */
 	struct buf pending;		/* output held until the header section is over */
@@ -272,6 +273,11 @@ static int submit_open_writer(struct submit *s)
 		submit_spool_error(&s->err, errno, err);
 		return -1;
 	}
+	if (s->async_writer && s->handover_fd < 0 && s->area == Q_QUEUE &&
+	    qwriter_set_async(s->w) < 0) {
+		submit_spool_error(&s->err, errno, "writing the queue file");
+		return -1;
+	}
 	return 0;
 }
 
@@ -373,6 +379,7 @@ struct submit *submit_begin(const struct submit_params *p, struct submit_error *
 	s->notify = p->notify;
 	s->max_rcpts = p->max_rcpts;
 	s->extract = p->extract_rcpts;
+	s->async_writer = p->async_writer;
 	if (submit_init_envelope(s, p, e) < 0)
 		goto fail;
 	for (size_t i = 0; i < p->nrcpts; i++)
@@ -415,6 +422,11 @@ static void submit_msg_error(struct submit *s, struct submit_error *e)
 		submit_set_error(e, EX_TEMPFAIL, 451, "4.3.0", "out of memory");
 		break;
 	}
+}
+
+struct qwriter *submit_writer(const struct submit *s)
+{
+	return s->w;
 }
 
 int submit_write(struct submit *s, const char *data, size_t len, struct submit_error *e)

@@ -45,6 +45,8 @@ struct submit_params {
 	time_t now;			/* 0 = time(NULL) */
 	unsigned max_rcpts;		/* 0 = no limit; the daemon bounds work it does for
 					 * others (daemon/rawpickup.c) */
+	bool async_writer;		/* the listener: full buffers wait for qwriter_spill
+					 * (queue/queue.h) instead of being written here */
 };
 
 /* Why a submission failed, for both worlds: sysexits and SMTP replies. */
@@ -61,6 +63,9 @@ struct submit *submit_begin(const struct submit_params *p, struct submit_error *
 /* The queue id chosen for this message (known from the start). */
 const char *submit_id(const struct submit *s);
 int submit_write(struct submit *s, const char *data, size_t len, struct submit_error *e);
+/* The queue writer, once the header section is through (else NULL): with
+ * async_writer, the caller spills its chunks (qwriter_queued, qwriter_spill). */
+struct qwriter *submit_writer(const struct submit *s);
 /* Make the message durable.  0: queued (id in s until freed); -1: nothing is
  * queued and e says why.  Frees s in both cases. */
 int submit_commit(struct submit *s, char id[QID_SIZE], struct submit_error *e);

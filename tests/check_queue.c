@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -997,6 +999,253 @@ START_TEST(test_efbig)
 }
 END_TEST
 
+/* ---- asynchronous writers (the listener's big messages) ---- */
+
+static unsigned char *pattern(size_t len, uint32_t x)
+{
+	unsigned char *p = malloc(len);
+
+	ck_assert_ptr_nonnull(p);
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		p[i] = (unsigned char)x;
+	}
+	return p;
+}
+
+static struct qwriter *async_writer(struct queue *q, struct q_envelope *env)
+{
+	char err[512];
+	struct qwriter *w;
+
+	env->id[0] = '\0';
+	w = qwriter_open(q, Q_QUEUE, env, err, sizeof(err));
+	ck_assert_msg(w != NULL, "%s", err);
+	ck_assert_int_eq(qwriter_set_async(w), 0);
+	return w;
+}
+
+static void check_committed(struct queue *q, const char *id, const unsigned char *content,
+    size_t len)
+{
+	struct q_envelope *got;
+	char err[512], *data;
+	size_t n;
+
+	ck_assert_msg(queue_read(q, Q_QUEUE, id, &got, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(got->size, len);
+	ck_assert(got->eightbit);
+	data = read_content(q, Q_QUEUE, got, &n);
+	ck_assert_uint_eq(n, len);
+	ck_assert(memcmp(data, content, len) == 0);
+	free(data);
+	q_envelope_free(got);
+}
+
+/* Full buffers wait as chunks, untouched by the writing thread; a spill
+ * writes them in order, the commit writes the rest. */
+START_TEST(test_async_chunks)
+{
+	struct queue *q = open_spool();
+	struct q_envelope *env = sample_env();
+	size_t len = 700u << 10, off = 0, step = 1;
+	unsigned char *content = pattern(len, 88172645u);
+	struct qwriter *w = async_writer(q, env);
+	char err[512], id[QID_SIZE];
+
+	env->eightbit = false;	/* set at the end: patched in the file, not the buffer */
+	while (off < 300u << 10) {
+		size_t n = step < len - off ? step : len - off;
+
+		ck_assert_int_eq(qwriter_write(w, content + off, n), 0);
+		off += n;
+		step = step * 5 + 3;
+		if (step > 200000)
+			step = 1;
+	}
+	/* Header + 300 KiB: four full buffers, and not a file yet. */
+	ck_assert_uint_eq(qwriter_queued(w), off / (64u << 10));
+	ck_assert_int_eq(count_files("queue", ""), 0);
+	ck_assert_int_eq(qwriter_spill(w), 0);
+	ck_assert_uint_eq(qwriter_queued(w), 0);
+	ck_assert_int_eq(count_files("queue", "tmp."), 1);
+	ck_assert_int_eq(qwriter_spill(w), 0);	/* nothing queued: nothing to do */
+	ck_assert_int_eq(qwriter_write(w, content + off, len - off), 0);
+	ck_assert_uint_ge(qwriter_queued(w), 5);	/* 400 KiB more */
+	qwriter_set_eightbit(w, true);
+	strcpy(id, qwriter_id(w));
+	ck_assert_msg(qwriter_commit(w, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(count_files("queue", "tmp."), 0);
+	check_committed(q, id, content, len);
+	free(content);
+	queue_close(q);
+}
+END_TEST
+
+/* Committed with every chunk still queued (no spill ran): the commit
+ * writes them before it fixes the header's fields in the file. */
+START_TEST(test_async_commit_without_spill)
+{
+	struct queue *q = open_spool();
+	struct q_envelope *env = sample_env();
+	size_t len = 200u << 10;
+	unsigned char *content = pattern(len, 1234567u);
+	struct qwriter *w = async_writer(q, env);
+	char err[512], id[QID_SIZE];
+
+	ck_assert_int_eq(qwriter_write(w, content, len), 0);
+	ck_assert_uint_eq(qwriter_queued(w), 3);
+	ck_assert_int_eq(count_files("queue", ""), 0);
+	strcpy(id, qwriter_id(w));
+	ck_assert_msg(qwriter_commit(w, err, sizeof(err)) == 0, "%s", err);
+	check_committed(q, id, content, len);
+	free(content);
+	queue_close(q);
+}
+END_TEST
+
+START_TEST(test_async_only_fresh_queue_writers)
+{
+	struct queue *q = open_spool();
+	struct q_envelope *env = sample_env();
+	static char big[100000];
+	char err[512];
+	struct qwriter *w;
+
+	env->id[0] = '\0';
+	w = qwriter_open(q, Q_MAILDROP, env, err, sizeof(err));
+	ck_assert_ptr_nonnull(w);
+	errno = 0;
+	ck_assert_int_eq(qwriter_set_async(w), -1);	/* a front end's file exists at once */
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(qwriter_queued(w), 0);
+	qwriter_abort(w);
+	env->id[0] = '\0';
+	w = qwriter_open(q, Q_QUEUE, env, err, sizeof(err));
+	ck_assert_int_eq(qwriter_write(w, big, sizeof(big)), 0);	/* written synchronously */
+	ck_assert_int_eq(qwriter_set_async(w), -1);
+	qwriter_abort(w);
+	w = async_writer(q, env);
+	ck_assert_int_eq(qwriter_set_async(w), -1);	/* once */
+	qwriter_abort(w);
+	ck_assert_int_eq(count_files("queue", ""), 0);
+	queue_close(q);
+}
+END_TEST
+
+/* Child: a spill that hits the file size limit (as a full disk would). */
+static int async_efbig_child(void)
+{
+	struct rlimit rl = { 256 << 10, 256 << 10 };
+	struct queue *q = queue_open(spool, false, NULL, 0);
+	struct q_envelope *env = sample_env();
+	static char chunk[100000];
+	char err[512] = "";
+	struct qwriter *w;
+	int i;
+
+	signal(SIGXFSZ, SIG_IGN);
+	if (!q || setrlimit(RLIMIT_FSIZE, &rl) < 0)
+		return 10;
+	env->id[0] = '\0';
+	if (!(w = qwriter_open(q, Q_QUEUE, env, err, sizeof(err))) || qwriter_set_async(w) < 0)
+		return 11;
+	for (i = 0; i < 4; i++)		/* 400 KB queued: the limit is 256 KiB */
+		if (qwriter_write(w, chunk, sizeof(chunk)) < 0)
+			return 12;
+	if (qwriter_spill(w) == 0 || errno != EFBIG)
+		return 13;
+	if (qwriter_queued(w) != 0)
+		return 14;	/* the rest is dropped: the message failed */
+	/* The next full buffer reports it, like a failed write(). */
+	for (i = 0; i < 2 && qwriter_write(w, chunk, sizeof(chunk)) == 0; i++)
+		;
+	if (i == 2 || errno != EFBIG)
+		return 15;
+	if (qwriter_commit(w, err, sizeof(err)) == 0 || errno != EFBIG)
+		return 16;
+	queue_close(q);
+	return 0;
+}
+
+START_TEST(test_async_error_sticks)
+{
+	struct queue *q = open_spool();
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		queue_close(q);
+		_exit(async_efbig_child());
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+	ck_assert_int_eq(count_files("queue", ""), 0);	/* not even a tmp file */
+	queue_close(q);
+}
+END_TEST
+
+struct spiller {
+	struct qwriter *w;
+	volatile int stop;	/* set after the last write; read after a spill */
+	unsigned spills;
+	int error;
+};
+
+static void *spiller_run(void *arg)
+{
+	struct spiller *sp = arg;
+
+	for (;;) {
+		int stop = __atomic_load_n(&sp->stop, __ATOMIC_ACQUIRE);
+
+		if (qwriter_spill(sp->w) < 0)
+			sp->error = errno;
+		sp->spills++;
+		if (stop)
+			return NULL;
+		sched_yield();
+	}
+}
+
+/* One thread writes while another spills, as the listener and a commit
+ * worker do (run under the sanitizers by tools/check-sanitizers). */
+START_TEST(test_async_concurrent_spill)
+{
+	struct queue *q = open_spool();
+	struct q_envelope *env = sample_env();
+	size_t len = 6u << 20, off = 0, step = 7;
+	unsigned char *content = pattern(len, 2463534242u);
+	struct spiller sp = { .w = async_writer(q, env) };
+	char err[512], id[QID_SIZE];
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, spiller_run, &sp), 0);
+	while (off < len) {
+		size_t n = step < len - off ? step : len - off;
+
+		ck_assert_int_eq(qwriter_write(sp.w, content + off, n), 0);
+		off += n;
+		step = step * 3 + 1;
+		if (step > 150000)
+			step = 7;
+	}
+	__atomic_store_n(&sp.stop, 1, __ATOMIC_RELEASE);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(sp.error, 0);
+	ck_assert_uint_gt(sp.spills, 1);
+	qwriter_set_eightbit(sp.w, true);
+	strcpy(id, qwriter_id(sp.w));
+	ck_assert_msg(qwriter_commit(sp.w, err, sizeof(err)) == 0, "%s", err);
+	check_committed(q, id, content, len);
+	free(content);
+	queue_close(q);
+}
+END_TEST
+
 START_TEST(test_open_errors)
 {
 	char err[512], path[256];
@@ -1217,6 +1466,11 @@ static Suite *queue_suite(void)
 	tcase_add_test(tc, test_pickup_id_clash);
 	tcase_add_test(tc, test_pickup_uid_is_owner);
 	tcase_add_test(tc, test_efbig);
+	tcase_add_test(tc, test_async_chunks);
+	tcase_add_test(tc, test_async_commit_without_spill);
+	tcase_add_test(tc, test_async_only_fresh_queue_writers);
+	tcase_add_test(tc, test_async_error_sticks);
+	tcase_add_test(tc, test_async_concurrent_spill);
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_fuzz);
 	tcase_add_test(tc, test_many_rcpts_and_limits);

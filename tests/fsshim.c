@@ -4,6 +4,10 @@
  *
  *   FSSHIM_DELAY_US=N     add N microseconds to every fsync/fdatasync (a
  *                         cloud disk's flush latency)
+ *   FSSHIM_WRITE_DELAY_US=N  add N microseconds to every write, pwrite or
+ *                         writev of a file whose path matches the glob
+ *                         FSSHIM_WRITE_DELAY_PATH (a disk that falls behind
+ *                         a fast sender; sockets and logs are not slowed)
  *   FSSHIM_COUNT=PATH     count fsync/fdatasync calls in PATH (created; 8
  *                         bytes, shared by every process that has the shim:
  *                         read it as a little-endian uint64)
@@ -53,6 +57,8 @@ static pthread_once_t fsshim_once = PTHREAD_ONCE_INIT;
 static struct fsshim_rule fsshim_rules[FSSHIM_MAX_RULES];
 static int fsshim_nrules;
 static long fsshim_delay_us;
+static long fsshim_write_delay_us;
+static char fsshim_write_glob[256];
 static uint64_t *fsshim_counter;
 
 static const struct { const char *name; int err; } fsshim_errnos[] = {
@@ -103,9 +109,12 @@ static void fsshim_init(void)
 {
 	const char *d = getenv("FSSHIM_DELAY_US"), *c = getenv("FSSHIM_COUNT");
 	const char *f = getenv("FSSHIM_FAIL");
+	const char *wd = getenv("FSSHIM_WRITE_DELAY_US"), *wp = getenv("FSSHIM_WRITE_DELAY_PATH");
 	char *copy, *save = NULL;
 
 	fsshim_delay_us = d ? atol(d) : 0;
+	fsshim_write_delay_us = wd && wp && *wp ? atol(wd) : 0;
+	snprintf(fsshim_write_glob, sizeof(fsshim_write_glob), "%s", wp ? wp : "");
 	if (c && *c)
 		fsshim_map_counter(c);
 	if (!f || !*f || !(copy = strdup(f)))
@@ -117,6 +126,37 @@ static void fsshim_init(void)
 		free(one);
 	}
 	free(copy);
+}
+
+static void fsshim_sleep_us(long us)
+{
+	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static bool fsshim_path(int fd, char *path, size_t len)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	if ((n = readlink(link, path, len - 1)) < 0)
+		return false;
+	path[n] = '\0';
+	return true;
+}
+
+/* A slow write to a matching file; called before the real one. */
+static void fsshim_write_delay(int fd)
+{
+	char path[4096];
+
+	pthread_once(&fsshim_once, fsshim_init);
+	if (fsshim_write_delay_us > 0 && fsshim_path(fd, path, sizeof(path)) &&
+	    fnmatch(fsshim_write_glob, path, 0) == 0)
+		fsshim_sleep_us(fsshim_write_delay_us);
 }
 
 static void *fsshim_next(const char *name)
@@ -200,6 +240,7 @@ ssize_t write(int fd, const void *buf, size_t len)
 
 	if (!next)
 		next = fsshim_next("write");
+	fsshim_write_delay(fd);
 	if (fsshim_fails(OP_WRITE, fd, NULL))
 		return -1;
 	return next(fd, buf, len);
@@ -211,6 +252,7 @@ ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
 
 	if (!next)
 		next = fsshim_next("pwrite");
+	fsshim_write_delay(fd);
 	if (fsshim_fails(OP_WRITE, fd, NULL))
 		return -1;
 	return next(fd, buf, len, off);
@@ -227,6 +269,7 @@ ssize_t writev(int fd, const struct iovec *iov, int n)
 
 	if (!next)
 		next = fsshim_next("writev");
+	fsshim_write_delay(fd);
 	if (fsshim_fails(OP_WRITE, fd, NULL))
 		return -1;
 	return next(fd, iov, n);

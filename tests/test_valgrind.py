@@ -1,5 +1,7 @@
 """valgrind memcheck on the daemon for one integration scenario (issue 12):
-SMTP and sendmail submissions, a rejected recipient with its DSN, a
+SMTP and sendmail submissions, a message of 1 MB (written by the commit
+threads as it arrives) and a client that goes away in the middle of one,
+a rejected recipient with its DSN, a
 temporary failure retried, delivery over STARTTLS with AUTH, a control
 request, SIGHUP and SIGTERM.  No error and no definite leak.
 
@@ -8,6 +10,7 @@ build, which valgrind cannot run, skips this."""
 import os
 import re
 import smtplib
+import socket
 import subprocess
 import sys
 import unittest
@@ -45,8 +48,17 @@ class ValgrindTest(testlib.TestCase):
         with smtplib.SMTP("127.0.0.1", d.port, timeout=60) as s:
             s.sendmail("alice@example.com", ["carol@example.com", "bad@example.com"],
                        b"Subject: via smtp\r\n\r\n" + b"x" * 2000 + b"\r\n")
-        # Two messages and the DSN for bad@ (to alice@), one retry after 451.
-        fx.wait_messages(3, timeout=90)
+            s.sendmail("alice@example.com", ["dave@example.com"],
+                       b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 1000)
+        with socket.create_connection(("127.0.0.1", d.port), timeout=60) as c, c.makefile("rb") as f:
+            c.sendall(b"EHLO gone.test\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+                      b"DATA\r\n")
+            while not f.readline().startswith(b"354"):
+                pass
+            c.sendall((b"z" * 998 + b"\r\n") * 500)
+        wait_for(lambda: d.log().count("disconnect from") >= 2, 60, "the second session closed")
+        # Three messages and the DSN for bad@ (to alice@), one retry after 451.
+        fx.wait_messages(4, timeout=90)
         wait_for(lambda: self.queue_empty(d), 60, "empty queue")
         r = d.inst.run("smtprelay", "-C", d.inst.conf, "status", timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
