@@ -1,8 +1,9 @@
 #include "config.h"
 #include "daemon/durable.h"
 
-#include <stdio.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -168,4 +169,51 @@ int durable_submit(struct durable *u, const struct commit_ops *ops, void *arg, b
 		return -1;
 	durable_probe_start(u);
 	return 0;
+}
+
+/* ---- durable_run: a job with nothing for the directory-fsync thread ---- */
+
+struct durable_job {
+	durable_work_fn work;
+	durable_done_fn done;
+	void *arg;
+};
+
+/* dirfd stays -1 and there is no flush op: the worker that ran this
+ * finishes the job at once (queue/commit.h). */
+static int durable_job_stage(void *arg, int *dirfd, char *err, size_t errlen)
+{
+	struct durable_job *j = arg;
+
+	(void)dirfd;
+	return j->work(j->arg, err, errlen);
+}
+
+static void durable_job_done(void *arg, int error, const char *err)
+{
+	struct durable_job *j = arg;
+
+	j->done(j->arg, error, err);
+	free(j);
+}
+
+static const struct commit_ops durable_job_ops = {
+	.stage = durable_job_stage, .done = durable_job_done,
+};
+
+void durable_run(struct durable *u, durable_work_fn work, durable_done_fn done, void *arg,
+    bool serial)
+{
+	struct durable_job *j = malloc(sizeof(*j));
+	char err[COMMIT_ERR_SIZE] = "";
+
+	if (!j) {
+		done(arg, ENOMEM, "out of memory queueing a job for the commit threads");
+		return;
+	}
+	*j = (struct durable_job){ .work = work, .done = done, .arg = arg };
+	if (durable_submit(u, &durable_job_ops, j, serial) == 0)
+		return;
+	/* No stage (unit tests) or it is stopping: here and now. */
+	durable_job_done(j, durable_job_stage(j, NULL, err, sizeof(err)), err);
 }
