@@ -36,6 +36,10 @@ typedef int (*durable_work_fn)(void *arg, char *err, size_t errlen);
 typedef void (*durable_done_fn)(void *arg, int error, const char *err);
 void durable_run(struct durable *u, durable_work_fn work, durable_done_fn done, void *arg,
     bool serial);
+/* relay/oauth2.h's saver: the refresh token file is written by a serial
+ * durable_run job (ctx is the struct daemon). */
+void durable_save_token(void *ctx, const char *path, const char *token,
+    void (*done)(void *arg, int error, const char *err), void *arg);
 /* The daemon is stopping: closing every session and connection at once is
  * not a stall of the service, so the probe stops measuring. */
 void durable_stop_probe(struct durable *u);
