@@ -55,7 +55,10 @@ struct ctl_wait {
 	enum ctl_view view;
 	long uid;			/* delete: who asked */
 	bool all;			/* delete all: the ids come from a scan */
-	char (*ids)[QID_SIZE];		/* delete: the messages */
+	bool json;			/* queue: as JSON */
+	char *text;			/* queue: the listing */
+	size_t len;
+	char (*ids)[QID_SIZE];		/* delete: the messages; queue: those in delivery */
 	unsigned char *outcome;		/* delete: enum ctl_del of each */
 	size_t n;
 	char err[512];			/* delete: the last error */
@@ -122,6 +125,7 @@ static struct ctl_client *ctl_wait_end(struct ctl_wait *w)
 		cl->wait = NULL;
 	free(w->ids);
 	free(w->outcome);
+	free(w->text);
 	free(w);
 	return cl;
 }
@@ -335,11 +339,17 @@ static int ctl_find_for(struct ctl_client *cl, const char *id, struct ctl_msg *m
 
 /* ---- requests ---- */
 
-static bool ctl_busy_cb(void *arg, const char *id)
+static int ctl_id_cmp(const void *a, const void *b)
 {
-	struct daemon *d = arg;
+	return strcmp(a, b);
+}
 
-	return d->sched && sched_busy(d->sched, id);
+/* On the worker: sched_busy() as it was when the listing was asked for. */
+static bool ctl_busy_then(void *arg, const char *id)
+{
+	const struct ctl_wait *w = arg;
+
+	return w->n && bsearch(id, w->ids, w->n, sizeof(*w->ids), ctl_id_cmp);
 }
 
 static void ctl_flush(struct ctl_client *cl, const char *arg)
@@ -366,31 +376,62 @@ static void ctl_ping(struct ctl_client *cl, const char *arg)
 	ctl_answer(cl, "ok smtprelayd " PACKAGE_VERSION);
 }
 
+/* Worker: the listing reads every envelope, so not on the loop. */
+static int ctl_queue_work(void *arg, char *err, size_t errlen)
+{
+	struct ctl_wait *w = arg;
+	FILE *f = open_memstream(&w->text, &w->len);
+	int r, e;
+
+	if (!f) {
+		snprintf(err, errlen, "out of memory");
+		return ENOMEM;
+	}
+	r = w->json ? qjson_print(w->d->queue, f, err, errlen) :
+	    mailq_print_active(w->d->queue, f, ctl_busy_then, w, err, errlen);
+	e = r < 0 ? (errno ? errno : EIO) : 0;
+	if (fclose(f) != 0 && !e) {
+		snprintf(err, errlen, "out of memory");
+		e = ENOMEM;
+	}
+	return e;
+}
+
+static void ctl_queue_done(void *arg, int error, const char *err)
+{
+	struct ctl_wait *w = arg;
+	struct ctl_client *cl = w->cl;
+
+	if (cl && error)
+		ctl_answerf(cl, "error %s", err);
+	else if (cl && ctl_data(cl, w->text ? w->text : "", w->len) < 0)
+		ctl_answer(cl, "error out of memory");
+	else if (cl)
+		ctl_answer(cl, "ok");
+	ctl_wait_end(w);
+}
+
 static void ctl_queue(struct ctl_client *cl, const char *arg)
 {
 	struct daemon *d = cl->ctl->d;
 	bool json = strcmp(arg, "json") == 0;
-	struct ctl_out o;
-	char err[512];
-	int r;
+	struct ctl_wait *w;
 
 	if (*arg && !json) {
 		ctl_answer(cl, "error usage: queue [json]");
 		return;
 	}
-	if (!ctl_out_open(&o)) {
+	if (!(w = ctl_wait_new(cl))) {
 		ctl_answer(cl, "error out of memory");
 		return;
 	}
-	r = json ? qjson_print(d->queue, o.f, err, sizeof(err)) :
-	    mailq_print_active(d->queue, o.f, ctl_busy_cb, d, err, sizeof(err));
-	if (r < 0) {
-		fclose(o.f);
-		free(o.text);
-		ctl_answerf(cl, "error %s", err);
+	w->json = json;
+	if (d->sched && sched_busy_ids(d->sched, &w->ids, &w->n) < 0) {
+		ctl_wait_end(w);
+		ctl_answer(cl, "error out of memory");
 		return;
 	}
-	ctl_out_send(cl, &o, "ok");
+	durable_run(d->durable, ctl_queue_work, ctl_queue_done, w, false);
 }
 
 static void ctl_show(struct ctl_client *cl, const char *id)

@@ -133,6 +133,9 @@ class OffLoopTest(testlib.TestCase):
         self.assertIn("queue: %d messages (0 in delivery, 0 in maildrop)" % self.N, r.stdout)
         self.assertIn("recipients: 0 pending, %d deferred" % self.N, r.stdout)
         self.assertRegex(r.stdout, r"oldest message: \d+ s")
+        r = self.admin(d, "queue")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"-- \d+ Kbytes in %d Requests\.\n$" % self.N)
 
     def test_delete_all_on_a_slow_disk_leaves_the_loop_free(self):
         # 10 ms per unlink (a slow or FUSE file system): 2 per message.
