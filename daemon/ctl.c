@@ -51,7 +51,8 @@ enum ctl_view { CTL_VIEW_STATUS, CTL_VIEW_JSON, CTL_VIEW_PROM };
  * (ctl_client_free): the work still completes, the answer is dropped. */
 struct ctl_wait {
 	struct ctl_client *cl;
-	struct daemon *d;
+	struct daemon *d;		/* on the loop only */
+	struct queue *q;		/* what the worker reads */
 	enum ctl_view view;
 	long uid;			/* delete: who asked */
 	bool all;			/* delete all: the ids come from a scan */
@@ -110,6 +111,7 @@ static struct ctl_wait *ctl_wait_new(struct ctl_client *cl)
 		return NULL;
 	w->cl = cl;
 	w->d = cl->ctl->d;
+	w->q = w->d->queue;
 	w->uid = (long)cl->uid;
 	cl->wait = w;
 	bufferevent_disable(cl->bev, EV_READ);
@@ -387,8 +389,8 @@ static int ctl_queue_work(void *arg, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return ENOMEM;
 	}
-	r = w->json ? qjson_print(w->d->queue, f, err, errlen) :
-	    mailq_print_active(w->d->queue, f, ctl_busy_then, w, err, errlen);
+	r = w->json ? qjson_print(w->q, f, err, errlen) :
+	    mailq_print_active(w->q, f, ctl_busy_then, w, err, errlen);
 	e = r < 0 ? (errno ? errno : EIO) : 0;
 	if (fclose(f) != 0 && !e) {
 		snprintf(err, errlen, "out of memory");
@@ -519,7 +521,7 @@ static enum ctl_del ctl_delete_spool(struct queue *q, const char *id, long uid, 
 static int ctl_delete_work(void *arg, char *err, size_t errlen)
 {
 	struct ctl_wait *w = arg;
-	struct queue *q = w->d->queue;
+	struct queue *q = w->q;
 
 	(void)err;
 	(void)errlen;
@@ -605,12 +607,14 @@ static int ctl_scan_work(void *arg, char *err, size_t errlen)
 {
 	struct ctl_wait *w = arg;
 	char (*mids)[QID_SIZE] = NULL, (*all)[QID_SIZE];
-	int nq = queue_scan(w->d->queue, Q_QUEUE, &w->ids, 0), nm;
+	int nq = queue_scan(w->q, Q_QUEUE, &w->ids, 0), nm;
 
-	if (nq < 0 || (nm = queue_scan(w->d->queue, Q_MAILDROP, &mids, 0)) < 0) {
-		snprintf(err, errlen, "%s: cannot list the queue: %s", queue_path(w->d->queue),
-		    strerror(errno));
-		return errno ? errno : EIO;
+	if (nq < 0 || (nm = queue_scan(w->q, Q_MAILDROP, &mids, 0)) < 0) {
+		int e = errno ? errno : EIO;
+
+		snprintf(err, errlen, "%s: cannot list the queue: %s", queue_path(w->q),
+		    strerror(e));
+		return e;
 	}
 	if (nm > 0 && !(all = reallocarray(w->ids, (size_t)nq + (size_t)nm, QID_SIZE))) {
 		free(mids);
@@ -806,7 +810,7 @@ static void ctl_view(struct ctl_client *cl, enum ctl_view view)
 		return;
 	}
 	w->view = view;
-	metrics_request(cl->ctl->d, view == CTL_VIEW_STATUS, ctl_view_ready, w);
+	metrics_request(cl->ctl->d, ctl_view_ready, w);
 }
 
 static void ctl_status(struct ctl_client *cl, const char *arg)

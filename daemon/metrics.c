@@ -63,10 +63,7 @@ struct metrics_snap {
 	unsigned long msgs[MQ_N];
 	unsigned long rcpts[Q_FAILED + 1];
 	double oldest_age;
-	bool want_counts;		/* also the `smtprelay status` counts */
-	bool counts_ok;
-	struct mailq_counts counts;
-	char counts_err[256];
+	struct mailq_counts counts;	/* those of `smtprelay status`, same pass */
 	struct relay_smarthost_status sh[METRICS_MAXSH];
 	size_t nsh;
 	const char *names[METRICS_MAXSH * 2];	/* configured ones first */
@@ -100,6 +97,9 @@ static void metrics_count_one(void *arg, enum q_area area, const struct q_envelo
 			s->rcpts[env->rcpts[i].state]++;
 		deferred |= env->rcpts[i].state == Q_DEFERRED;
 	}
+	s->counts.messages++;
+	s->counts.bytes += env->size;
+	s->counts.held += env->held;
 	if (area == Q_MAILDROP)
 		st = MQ_MAILDROP;
 	else if (env->held)
@@ -108,6 +108,9 @@ static void metrics_count_one(void *arg, enum q_area area, const struct q_envelo
 		st = MQ_ACTIVE;
 	else
 		st = deferred ? MQ_DEFERRED : MQ_PENDING;
+	/* As mailq_count counts them: a held message in delivery is active. */
+	s->counts.maildrop += area == Q_MAILDROP;
+	s->counts.active += area == Q_QUEUE && metrics_busy(s, env->id);
 	s->msgs[st]++;
 	if (s->now - arrival > s->oldest_age)
 		s->oldest_age = s->now - arrival;
@@ -136,9 +139,7 @@ static int metrics_scan_work(void *arg, char *err, size_t errlen)
 	s->queue_ok = mailq_foreach(s->q, Q_QUEUE, metrics_count_one, s, s->queue_err,
 	    sizeof(s->queue_err)) == 0 && mailq_foreach(s->q, Q_MAILDROP, metrics_count_one,
 	    s, s->queue_err, sizeof(s->queue_err)) == 0;
-	if (s->want_counts)
-		s->counts_ok = mailq_count(s->q, metrics_busy, s, &s->counts, s->counts_err,
-		    sizeof(s->counts_err)) == 0;
+	memcpy(s->counts.rcpts, s->rcpts, sizeof(s->counts.rcpts));
 	return 0;
 }
 
@@ -150,9 +151,8 @@ static void metrics_scan_done(void *arg, int error, const char *err)
 	const struct stats *st = stats_get();
 
 	if (error) {			/* the job itself could not run */
-		s->queue_ok = s->counts_ok = false;
+		s->queue_ok = false;
 		snprintf(s->queue_err, sizeof(s->queue_err), "%s", err);
-		snprintf(s->counts_err, sizeof(s->counts_err), "%s", err);
 	}
 	if (d->relay && d->conf->nsmarthosts)
 		s->nsh = relay_status(d->relay, s->sh, METRICS_MAXSH);
@@ -165,7 +165,7 @@ static void metrics_scan_done(void *arg, int error, const char *err)
 	free(s);
 }
 
-void metrics_request(struct daemon *d, bool counts, metrics_ready_fn ready, void *arg)
+void metrics_request(struct daemon *d, metrics_ready_fn ready, void *arg)
 {
 	struct metrics_snap *s = calloc(1, sizeof(*s));
 
@@ -176,7 +176,6 @@ void metrics_request(struct daemon *d, bool counts, metrics_ready_fn ready, void
 	}
 	s->d = d;
 	s->q = d->queue;
-	s->want_counts = counts;
 	s->ready = ready;
 	s->arg = arg;
 	s->queue_ok = true;
@@ -493,10 +492,10 @@ void metrics_write_json(FILE *out, const struct metrics_snap *s)
 
 void metrics_status_counts(FILE *out, const struct metrics_snap *s)
 {
-	if (s->counts_ok)
+	if (s->queue_ok)
 		mailq_counts_print(out, &s->counts);
 	else
-		fprintf(out, "queue: %s\n", s->counts_err);
+		fprintf(out, "queue: %s\n", s->queue_err);
 }
 
 void metrics_status_head(FILE *out, const struct metrics_snap *s)
@@ -636,7 +635,7 @@ static void metrics_http_cb(struct evhttp_request *req, void *arg)
 	w->req = req;
 	w->conn = evhttp_request_get_connection(req);
 	evhttp_connection_set_closecb(w->conn, metrics_http_closed, w);
-	metrics_request(m->d, false, metrics_http_reply, w);
+	metrics_request(m->d, metrics_http_reply, w);
 }
 
 static int metrics_socket(const struct conf_listen *l, char *err, size_t errlen)
@@ -822,7 +821,7 @@ static void metrics_timer_cb(evutil_socket_t fd, short what, void *arg)
 	if (!m->d->conf->metrics_textfile || m->writing)
 		return;
 	m->writing = true;
-	metrics_request(m->d, false, metrics_file_ready, m);
+	metrics_request(m->d, metrics_file_ready, m);
 }
 
 /* ---- life cycle ---- */

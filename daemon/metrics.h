@@ -51,10 +51,11 @@ void metrics_free(struct metrics *m);
 struct metrics_snap;
 /* On the loop, once; s is valid during the call (NULL: out of memory). */
 typedef void (*metrics_ready_fn)(void *arg, const struct metrics_snap *s);
-/* Take a snapshot (counts: also those of `smtprelay status`).  Without a
- * commit stage, ready runs before this returns; a caller that may go away
- * meanwhile passes an arg it can disown. */
-void metrics_request(struct daemon *d, bool counts, metrics_ready_fn ready, void *arg);
+/* Take a snapshot (one pass over the spool, also for the counts of
+ * `smtprelay status`).  Without a commit stage, ready runs before this
+ * returns; a caller that may go away meanwhile passes an arg it can
+ * disown. */
+void metrics_request(struct daemon *d, metrics_ready_fn ready, void *arg);
 
 /* The Prometheus text; 0, or -1 with errno when out could not be written. */
 int metrics_write_prom(FILE *out, const struct metrics_snap *s);
@@ -63,8 +64,7 @@ void metrics_write_json(FILE *out, const struct metrics_snap *s);
 /* name="value" with the text format's escapes (backslash, double quote,
  * line feed). */
 void metrics_label(FILE *out, const char *name, const char *value);
-/* The "queue:" and "recipients:" lines of `smtprelay status` (a snapshot
- * requested with counts). */
+/* The "queue:" and "recipients:" lines of `smtprelay status`. */
 void metrics_status_counts(FILE *out, const struct metrics_snap *s);
 /* Extra lines of `smtprelay status`: received counts, oldest message. */
 void metrics_status_head(FILE *out, const struct metrics_snap *s);
