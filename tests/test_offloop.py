@@ -137,6 +137,23 @@ class OffLoopTest(testlib.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stdout, r"-- \d+ Kbytes in %d Requests\.\n$" % self.N)
 
+    def test_clients_that_leave_before_the_answer(self):
+        # The answer comes after the scan: a client gone by then costs nothing.
+        d = self.daemon(self.N)
+        ctl = os.path.join(d.inst.spool, "public", "control")
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", self.mport), timeout=10) as c:
+                c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            for req in (b"status\n", b"queue\n", b"metrics\n"):
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+                    c.connect(ctl)
+                    c.sendall(req)
+        self.assertIn('smtprelay_queue_messages{state="deferred"} %d\n' % self.N, self.scrape())
+        r = self.admin(d, "status")
+        self.assertIn("queue: %d messages" % self.N, r.stdout)
+        self.assertIsNone(d.proc.poll())
+        self.assertEqual(d.stop(), 0)
+
     def test_delete_all_on_a_slow_disk_leaves_the_loop_free(self):
         # 10 ms per unlink (a slow or FUSE file system): 2 per message.
         n = 100
