@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "daemon/durable.h"
 #include "daemon/metrics.h"
 #include "daemon/pickup.h"
 #include "relay/relay.h"
@@ -30,6 +31,8 @@
 
 #define CTL_RECENT 64		/* finished messages remembered for show/state */
 
+struct ctl_wait;
+
 struct ctl_client {
 	struct ctl *ctl;
 	struct bufferevent *bev;
@@ -37,6 +40,29 @@ struct ctl_client {
 	uid_t uid;
 	pid_t pid;
 	bool answered;
+	struct ctl_wait *wait;		/* a request waiting for a commit thread */
+};
+
+/* What a view of the metrics is for. */
+enum ctl_view { CTL_VIEW_STATUS, CTL_VIEW_JSON, CTL_VIEW_PROM };
+
+/* A request answered after disk work on a commit thread (reading the
+ * queue, removing messages).  cl is NULL once the client has gone
+ * (ctl_client_free): the work still completes, the answer is dropped. */
+struct ctl_wait {
+	struct ctl_client *cl;
+	struct daemon *d;		/* on the loop only */
+	struct queue *q;		/* what the worker reads */
+	enum ctl_view view;
+	long uid;			/* delete: who asked */
+	bool all;			/* delete all: the ids come from a scan */
+	bool json;			/* queue: as JSON */
+	char *text;			/* queue: the listing */
+	size_t len;
+	char (*ids)[QID_SIZE];		/* delete: the messages; queue: those in delivery */
+	unsigned char *outcome;		/* delete: enum ctl_del of each */
+	size_t n;
+	char err[512];			/* delete: the last error */
 };
 
 struct ctl {
@@ -68,9 +94,42 @@ static void ctl_client_free(struct ctl_client *cl)
 			break;
 		}
 	}
+	if (cl->wait)
+		cl->wait->cl = NULL;
 	harden_clients_release(cl->ctl->limit, cl->uid);
 	bufferevent_free(cl->bev);
 	free(cl);
+}
+
+/* The request is taken: no more reading (a second line is not a second
+ * request, and no read timeout runs while the work does). */
+static struct ctl_wait *ctl_wait_new(struct ctl_client *cl)
+{
+	struct ctl_wait *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->cl = cl;
+	w->d = cl->ctl->d;
+	w->q = w->d->queue;
+	w->uid = (long)cl->uid;
+	cl->wait = w;
+	bufferevent_disable(cl->bev, EV_READ);
+	return w;
+}
+
+/* The work is over: the client to answer, if it is still there.  Frees w. */
+static struct ctl_client *ctl_wait_end(struct ctl_wait *w)
+{
+	struct ctl_client *cl = w->cl;
+
+	if (cl)
+		cl->wait = NULL;
+	free(w->ids);
+	free(w->outcome);
+	free(w->text);
+	free(w);
+	return cl;
 }
 
 static void ctl_answer(struct ctl_client *cl, const char *line)
@@ -282,11 +341,17 @@ static int ctl_find_for(struct ctl_client *cl, const char *id, struct ctl_msg *m
 
 /* ---- requests ---- */
 
-static bool ctl_busy_cb(void *arg, const char *id)
+static int ctl_id_cmp(const void *a, const void *b)
 {
-	struct daemon *d = arg;
+	return strcmp(a, b);
+}
 
-	return d->sched && sched_busy(d->sched, id);
+/* On the worker: sched_busy() as it was when the listing was asked for. */
+static bool ctl_busy_then(void *arg, const char *id)
+{
+	const struct ctl_wait *w = arg;
+
+	return w->n && bsearch(id, w->ids, w->n, sizeof(*w->ids), ctl_id_cmp);
 }
 
 static void ctl_flush(struct ctl_client *cl, const char *arg)
@@ -313,31 +378,62 @@ static void ctl_ping(struct ctl_client *cl, const char *arg)
 	ctl_answer(cl, "ok smtprelayd " PACKAGE_VERSION);
 }
 
+/* Worker: the listing reads every envelope, so not on the loop. */
+static int ctl_queue_work(void *arg, char *err, size_t errlen)
+{
+	struct ctl_wait *w = arg;
+	FILE *f = open_memstream(&w->text, &w->len);
+	int r, e;
+
+	if (!f) {
+		snprintf(err, errlen, "out of memory");
+		return ENOMEM;
+	}
+	r = w->json ? qjson_print(w->q, f, err, errlen) :
+	    mailq_print_active(w->q, f, ctl_busy_then, w, err, errlen);
+	e = r < 0 ? (errno ? errno : EIO) : 0;
+	if (fclose(f) != 0 && !e) {
+		snprintf(err, errlen, "out of memory");
+		e = ENOMEM;
+	}
+	return e;
+}
+
+static void ctl_queue_done(void *arg, int error, const char *err)
+{
+	struct ctl_wait *w = arg;
+	struct ctl_client *cl = w->cl;
+
+	if (cl && error)
+		ctl_answerf(cl, "error %s", err);
+	else if (cl && ctl_data(cl, w->text ? w->text : "", w->len) < 0)
+		ctl_answer(cl, "error out of memory");
+	else if (cl)
+		ctl_answer(cl, "ok");
+	ctl_wait_end(w);
+}
+
 static void ctl_queue(struct ctl_client *cl, const char *arg)
 {
 	struct daemon *d = cl->ctl->d;
 	bool json = strcmp(arg, "json") == 0;
-	struct ctl_out o;
-	char err[512];
-	int r;
+	struct ctl_wait *w;
 
 	if (*arg && !json) {
 		ctl_answer(cl, "error usage: queue [json]");
 		return;
 	}
-	if (!ctl_out_open(&o)) {
+	if (!(w = ctl_wait_new(cl))) {
 		ctl_answer(cl, "error out of memory");
 		return;
 	}
-	r = json ? qjson_print(d->queue, o.f, err, sizeof(err)) :
-	    mailq_print_active(d->queue, o.f, ctl_busy_cb, d, err, sizeof(err));
-	if (r < 0) {
-		fclose(o.f);
-		free(o.text);
-		ctl_answerf(cl, "error %s", err);
+	w->json = json;
+	if (d->sched && sched_busy_ids(d->sched, &w->ids, &w->n) < 0) {
+		ctl_wait_end(w);
+		ctl_answer(cl, "error out of memory");
 		return;
 	}
-	ctl_out_send(cl, &o, "ok");
+	durable_run(d->durable, ctl_queue_work, ctl_queue_done, w, false);
 }
 
 static void ctl_show(struct ctl_client *cl, const char *id)
@@ -386,83 +482,70 @@ static void ctl_state(struct ctl_client *cl, const char *id)
 	ctl_out_send(cl, &o, "ok");
 }
 
-enum ctl_del { CTL_DEL_DONE, CTL_DEL_LATER, CTL_DEL_UNKNOWN, CTL_DEL_ERROR };
+enum ctl_del { CTL_DEL_DONE, CTL_DEL_LATER, CTL_DEL_UNKNOWN, CTL_DEL_ERROR, CTL_DEL_TODO };
 
-static enum ctl_del ctl_delete_queued(struct daemon *d, const char *id, long uid, char *err,
+/* On a commit worker: remove queue/ID under its lock, or maildrop/ID when
+ * it has not been picked up yet (the daemon owns maildrop/, sticky or
+ * not).  The scheduler has already forgotten the message (sched_cancel). */
+static enum ctl_del ctl_delete_spool(struct queue *q, const char *id, long uid, char *err,
     size_t errlen)
 {
-	int fd = queue_lock(d->queue, id);
+	int fd = queue_lock(q, id);
 
-	if (fd < 0 && errno == ENOENT)
-		return CTL_DEL_UNKNOWN;
-	if (fd < 0) {
+	if (fd < 0 && errno != ENOENT) {
 		snprintf(err, errlen, "%s: %s", id, errno == EWOULDBLOCK ?
 		    "being worked on by another process; try again" : strerror(errno));
-		sched_know(d->sched, id);
 		return CTL_DEL_ERROR;
 	}
-	if (queue_remove(d->queue, Q_QUEUE, id) < 0) {
-		snprintf(err, errlen, "%s: cannot remove: %s", id, strerror(errno));
+	if (fd >= 0) {
+		int r = queue_remove(q, Q_QUEUE, id), e = errno;
+
 		close(fd);
-		sched_know(d->sched, id);
+		if (r < 0) {
+			snprintf(err, errlen, "%s: cannot remove: %s", id, strerror(e));
+			return CTL_DEL_ERROR;
+		}
+	} else if (queue_remove(q, Q_MAILDROP, id) < 0) {
+		if (errno == ENOENT) {
+			snprintf(err, errlen, "%s: no such message in the queue", id);
+			return CTL_DEL_UNKNOWN;
+		}
+		snprintf(err, errlen, "%s: cannot remove: %s", id, strerror(errno));
 		return CTL_DEL_ERROR;
 	}
-	close(fd);
 	log_info("%s: removed by uid %ld", id, uid);
 	return CTL_DEL_DONE;
 }
 
-/* A message in delivery goes when that delivery ends (the scheduler
- * removes it then: nothing is written back and no DSN is sent). */
-static enum ctl_del ctl_delete_one(struct daemon *d, const char *id, long uid, char *err,
-    size_t errlen)
+/* Worker: every message the loop left to remove. */
+static int ctl_delete_work(void *arg, char *err, size_t errlen)
 {
-	enum ctl_del r;
+	struct ctl_wait *w = arg;
+	struct queue *q = w->q;
 
-	snprintf(err, errlen, "%s: no such message in the queue", id);
-	if (!queue_id_valid(id))
-		return CTL_DEL_UNKNOWN;
-	if (d->sched && sched_cancel(d->sched, id, uid) == 1) {
-		log_info("%s: removal requested by uid %ld: after the delivery in progress", id, uid);
-		return CTL_DEL_LATER;
+	(void)err;
+	(void)errlen;
+	for (size_t i = 0; i < w->n; i++) {
+		if (w->outcome[i] != CTL_DEL_TODO)
+			continue;
+		w->outcome[i] = ctl_delete_spool(q, w->ids[i], w->uid, w->err, sizeof(w->err));
+		if (w->all && w->outcome[i] == CTL_DEL_ERROR)
+			log_warn("delete: %s", w->err);
 	}
-	r = ctl_delete_queued(d, id, uid, err, errlen);
-	if (r != CTL_DEL_UNKNOWN)
-		return r;
-	/* Not picked up yet (the daemon owns maildrop/, sticky or not). */
-	if (queue_remove(d->queue, Q_MAILDROP, id) == 0) {
-		log_info("%s: removed by uid %ld", id, uid);
-		return CTL_DEL_DONE;
-	}
-	if (errno != ENOENT) {
-		snprintf(err, errlen, "%s: cannot remove: %s", id, strerror(errno));
-		return CTL_DEL_ERROR;
-	}
-	return CTL_DEL_UNKNOWN;
+	return 0;
 }
 
-static void ctl_delete_area(struct daemon *d, enum q_area area, long uid, size_t count[4])
+static void ctl_delete_answer(struct ctl_client *cl, const struct ctl_wait *w,
+    const size_t count[CTL_DEL_TODO])
 {
-	char (*ids)[QID_SIZE] = NULL, err[512];
-	int n = queue_scan(d->queue, area, &ids, 0);
-
-	for (int i = 0; i < n; i++) {
-		enum ctl_del r = ctl_delete_one(d, ids[i], uid, err, sizeof(err));
-
-		if (r == CTL_DEL_ERROR)
-			log_warn("delete: %s", err);
-		count[r]++;
-	}
-	free(ids);
-}
-
-static void ctl_delete_all(struct ctl_client *cl)
-{
-	size_t count[4] = { 0 };
-
-	ctl_delete_area(cl->ctl->d, Q_QUEUE, (long)cl->uid, count);
-	ctl_delete_area(cl->ctl->d, Q_MAILDROP, (long)cl->uid, count);
-	if (count[CTL_DEL_ERROR])
+	if (!w->all && w->outcome[0] == CTL_DEL_DONE)
+		ctl_answerf(cl, "ok %s: removed", w->ids[0]);
+	else if (!w->all && w->outcome[0] == CTL_DEL_LATER)
+		ctl_answerf(cl, "ok %s: in delivery: removed when the delivery in progress ends",
+		    w->ids[0]);
+	else if (!w->all)
+		ctl_answerf(cl, "error %s", w->err);
+	else if (count[CTL_DEL_ERROR])
 		ctl_answerf(cl, "error %zu removed, %zu after their delivery ends, %zu could not be "
 		    "removed (see the log)", count[CTL_DEL_DONE], count[CTL_DEL_LATER],
 		    count[CTL_DEL_ERROR]);
@@ -471,9 +554,98 @@ static void ctl_delete_all(struct ctl_client *cl)
 		    count[CTL_DEL_DONE], count[CTL_DEL_DONE] == 1 ? "" : "s", count[CTL_DEL_LATER]);
 }
 
+/* Loop: a message that could not be removed is indexed again (it may
+ * still be queued), then the answer. */
+static void ctl_delete_done(void *arg, int error, const char *err)
+{
+	struct ctl_wait *w = arg;
+	size_t count[CTL_DEL_TODO] = { 0 };
+	struct ctl_client *cl;
+
+	for (size_t i = 0; i < w->n; i++) {
+		if (error && w->outcome[i] == CTL_DEL_TODO) {	/* the job could not run */
+			w->outcome[i] = CTL_DEL_ERROR;
+			snprintf(w->err, sizeof(w->err), "%s: %s", w->ids[i], err);
+		}
+		if (w->outcome[i] == CTL_DEL_ERROR && w->d->sched)
+			sched_know(w->d->sched, w->ids[i]);
+		count[w->outcome[i]]++;
+	}
+	if ((cl = w->cl))
+		ctl_delete_answer(cl, w, count);
+	ctl_wait_end(w);
+}
+
+/* Loop: the scheduler decides which messages wait for their delivery to
+ * end (it removes those itself); the rest are removed off the loop. */
+static void ctl_delete_start(struct ctl_wait *w)
+{
+	if (!(w->outcome = malloc(w->n ? w->n : 1))) {
+		snprintf(w->err, sizeof(w->err), "out of memory");
+		w->n = 0;
+		w->all = false;
+	}
+	for (size_t i = 0; i < w->n; i++) {
+		w->outcome[i] = CTL_DEL_TODO;
+		if (w->d->sched && sched_cancel(w->d->sched, w->ids[i], w->uid) == 1) {
+			log_info("%s: removal requested by uid %ld: after the delivery in progress",
+			    w->ids[i], w->uid);
+			w->outcome[i] = CTL_DEL_LATER;
+		}
+	}
+	if (!w->outcome) {
+		if (w->cl)
+			ctl_answerf(w->cl, "error %s", w->err);
+		ctl_wait_end(w);
+		return;
+	}
+	durable_run(w->d->durable, ctl_delete_work, ctl_delete_done, w, false);
+}
+
+/* Worker: the ids of queue/ and of maildrop/. */
+static int ctl_scan_work(void *arg, char *err, size_t errlen)
+{
+	struct ctl_wait *w = arg;
+	char (*mids)[QID_SIZE] = NULL, (*all)[QID_SIZE];
+	int nq = queue_scan(w->q, Q_QUEUE, &w->ids, 0), nm;
+
+	if (nq < 0 || (nm = queue_scan(w->q, Q_MAILDROP, &mids, 0)) < 0) {
+		int e = errno ? errno : EIO;
+
+		snprintf(err, errlen, "%s: cannot list the queue: %s", queue_path(w->q),
+		    strerror(e));
+		return e;
+	}
+	if (nm > 0 && !(all = reallocarray(w->ids, (size_t)nq + (size_t)nm, QID_SIZE))) {
+		free(mids);
+		snprintf(err, errlen, "out of memory listing the queue");
+		return ENOMEM;
+	}
+	if (nm > 0) {
+		memcpy(all[nq], mids, (size_t)nm * QID_SIZE);
+		w->ids = all;
+	}
+	free(mids);
+	w->n = (size_t)nq + (size_t)(nm > 0 ? nm : 0);
+	return 0;
+}
+
+static void ctl_scan_done(void *arg, int error, const char *err)
+{
+	struct ctl_wait *w = arg;
+
+	if (error) {
+		if (w->cl)
+			ctl_answerf(w->cl, "error %s", err);
+		ctl_wait_end(w);
+		return;
+	}
+	ctl_delete_start(w);
+}
+
 static void ctl_delete(struct ctl_client *cl, const char *arg)
 {
-	char err[512];
+	struct ctl_wait *w;
 
 	if (!ctl_privileged(cl)) {
 		ctl_answerf(cl, "error permission denied: only root or %s may delete mail",
@@ -484,21 +656,26 @@ static void ctl_delete(struct ctl_client *cl, const char *arg)
 		ctl_answer(cl, "error usage: delete ID|all");
 		return;
 	}
-	if (strcmp(arg, "all") == 0) {
-		ctl_delete_all(cl);
+	if (strcmp(arg, "all") != 0 && !queue_id_valid(arg)) {
+		ctl_answerf(cl, "error %s: no such message in the queue", arg);
 		return;
 	}
-	switch (ctl_delete_one(cl->ctl->d, arg, (long)cl->uid, err, sizeof(err))) {
-	case CTL_DEL_DONE:
-		ctl_answerf(cl, "ok %s: removed", arg);
-		break;
-	case CTL_DEL_LATER:
-		ctl_answerf(cl, "ok %s: in delivery: removed when the delivery in progress ends", arg);
-		break;
-	default:
-		ctl_answerf(cl, "error %s", err);
-		break;
+	if (!(w = ctl_wait_new(cl))) {
+		ctl_answer(cl, "error out of memory");
+		return;
 	}
+	if ((w->all = strcmp(arg, "all") == 0)) {
+		durable_run(w->d->durable, ctl_scan_work, ctl_scan_done, w, false);
+		return;
+	}
+	if (!(w->ids = malloc(sizeof(*w->ids)))) {
+		ctl_wait_end(w);
+		ctl_answer(cl, "error out of memory");
+		return;
+	}
+	snprintf(w->ids[0], sizeof(w->ids[0]), "%s", arg);
+	w->n = 1;
+	ctl_delete_start(w);
 }
 
 /* ---- status ---- */
@@ -580,56 +757,70 @@ static void ctl_status_smarthosts(FILE *f, struct daemon *d)
 	}
 }
 
-static void ctl_metrics(struct ctl_client *cl, const char *arg);
-
-static void ctl_status(struct ctl_client *cl, const char *arg)
+/* The text of `smtprelay status` from a snapshot of the metrics. */
+static void ctl_status_text(FILE *f, struct ctl *c, const struct metrics_snap *s)
 {
-	struct ctl *c = cl->ctl;
 	struct daemon *d = c->d;
-	struct mailq_counts k;
-	struct ctl_out o;
-	char err[512];
 
-	if (strcmp(arg, "json") == 0) {
-		ctl_metrics(cl, arg);
+	fprintf(f, "pid: %ld\nversion: %s\n", (long)getpid(), PACKAGE_VERSION);
+	ctl_time(f, "started: ", c->started);
+	fputs("uptime: ", f);
+	ctl_duration(f, time(NULL) - c->started);
+	fprintf(f, "\nconfig: %s\nspool: %s\n", d->conf->path, queue_path(d->queue));
+	metrics_status_counts(f, s);
+	fputs("listen:", f);
+	for (size_t i = 0; i < d->conf->nlisten; i++)
+		fprintf(f, "%s%s", i ? ", " : " ", d->conf->listen[i].spec);
+	fputs(d->conf->nlisten ? "\n" : " none\n", f);
+	metrics_status_head(f, s);
+	ctl_status_smarthosts(f, d);
+}
+
+/* The queue has been read on a commit worker: answer, if still asked. */
+static void ctl_view_ready(void *arg, const struct metrics_snap *s)
+{
+	struct ctl_wait *w = arg;
+	enum ctl_view view = w->view;
+	struct ctl_client *cl = ctl_wait_end(w);
+	struct ctl_out o;
+
+	if (!cl)
 		return;
-	}
-	if (!ctl_out_open(&o)) {
+	if (!s || !ctl_out_open(&o)) {
 		ctl_answer(cl, "error out of memory");
 		return;
 	}
-	fprintf(o.f, "pid: %ld\nversion: %s\n", (long)getpid(), PACKAGE_VERSION);
-	ctl_time(o.f, "started: ", c->started);
-	fputs("uptime: ", o.f);
-	ctl_duration(o.f, time(NULL) - c->started);
-	fprintf(o.f, "\nconfig: %s\nspool: %s\n", d->conf->path, queue_path(d->queue));
-	if (mailq_count(d->queue, ctl_busy_cb, d, &k, err, sizeof(err)) == 0)
-		mailq_counts_print(o.f, &k);
+	if (view == CTL_VIEW_STATUS)
+		ctl_status_text(o.f, cl->ctl, s);
+	else if (view == CTL_VIEW_JSON)
+		metrics_write_json(o.f, s);
 	else
-		fprintf(o.f, "queue: %s\n", err);
-	fputs("listen:", o.f);
-	for (size_t i = 0; i < d->conf->nlisten; i++)
-		fprintf(o.f, "%s%s", i ? ", " : " ", d->conf->listen[i].spec);
-	fputs(d->conf->nlisten ? "\n" : " none\n", o.f);
-	metrics_status_head(o.f, d);
-	ctl_status_smarthosts(o.f, d);
+		metrics_write_prom(o.f, s);
 	ctl_out_send(cl, &o, "ok");
 }
 
-/* "status json" and "metrics": the numbers of README "Monitoring" (daemon/metrics.h). */
-static void ctl_metrics(struct ctl_client *cl, const char *arg)
+/* status, "status json" and "metrics": the numbers of README "Monitoring"
+ * (daemon/metrics.h), answered once the queue is read off the loop. */
+static void ctl_view(struct ctl_client *cl, enum ctl_view view)
 {
-	struct ctl_out o;
+	struct ctl_wait *w = ctl_wait_new(cl);
 
-	if (!ctl_out_open(&o)) {
+	if (!w) {
 		ctl_answer(cl, "error out of memory");
 		return;
 	}
-	if (strcmp(arg, "json") == 0)
-		metrics_write_json(o.f, cl->ctl->d);
-	else
-		metrics_write_prom(o.f, cl->ctl->d);
-	ctl_out_send(cl, &o, "ok");
+	w->view = view;
+	metrics_request(cl->ctl->d, ctl_view_ready, w);
+}
+
+static void ctl_status(struct ctl_client *cl, const char *arg)
+{
+	ctl_view(cl, strcmp(arg, "json") == 0 ? CTL_VIEW_JSON : CTL_VIEW_STATUS);
+}
+
+static void ctl_metrics(struct ctl_client *cl, const char *arg)
+{
+	ctl_view(cl, strcmp(arg, "json") == 0 ? CTL_VIEW_JSON : CTL_VIEW_PROM);
 }
 
 static const struct {

@@ -18,6 +18,10 @@
  *                   finished messages are remembered)
  *   delete ID|all   remove messages ("ID: removed by uid N" is logged); a
  *                   message in delivery is removed when that delivery ends
+ * queue, status, metrics and delete read or remove the spool on the commit
+ * threads (daemon/durable.h) and answer when that is done; a client that
+ * leaves meanwhile is not answered, the work still completes.  ping,
+ * flush, show and state answer at once.
  * Authorization by the peer's credentials (SO_PEERCRED): anyone may ping,
  * flush, list and ask for status; delete needs uid 0 or the daemon's own
  * uid; show and state need that or the uid that submitted the message.

@@ -1,8 +1,9 @@
 #include "config.h"
 #include "daemon/durable.h"
 
-#include <stdio.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <event2/event.h>
 
 #include "daemon/daemon.h"
+#include "relay/oauth2.h"
 #include "lib/log.h"
 
 #define DURABLE_TICK_US 10000		/* the stall probe's period */
@@ -168,4 +170,103 @@ int durable_submit(struct durable *u, const struct commit_ops *ops, void *arg, b
 		return -1;
 	durable_probe_start(u);
 	return 0;
+}
+
+/* ---- durable_run: a job with nothing for the directory-fsync thread ---- */
+
+struct durable_job {
+	durable_work_fn work;
+	durable_done_fn done;
+	void *arg;
+};
+
+/* dirfd stays -1 and there is no flush op: the worker that ran this
+ * finishes the job at once (queue/commit.h). */
+static int durable_job_stage(void *arg, int *dirfd, char *err, size_t errlen)
+{
+	struct durable_job *j = arg;
+
+	(void)dirfd;
+	return j->work(j->arg, err, errlen);
+}
+
+static void durable_job_done(void *arg, int error, const char *err)
+{
+	struct durable_job *j = arg;
+
+	j->done(j->arg, error, err);
+	free(j);
+}
+
+static const struct commit_ops durable_job_ops = {
+	.stage = durable_job_stage, .done = durable_job_done,
+};
+
+void durable_run(struct durable *u, durable_work_fn work, durable_done_fn done, void *arg,
+    bool serial)
+{
+	struct durable_job *j = malloc(sizeof(*j));
+	char err[COMMIT_ERR_SIZE] = "";
+
+	if (!j) {
+		done(arg, ENOMEM, "out of memory queueing a job for the commit threads");
+		return;
+	}
+	*j = (struct durable_job){ .work = work, .done = done, .arg = arg };
+	if (durable_submit(u, &durable_job_ops, j, serial) == 0)
+		return;
+	/* No stage (unit tests) or it is stopping: here and now. */
+	durable_job_done(j, durable_job_stage(j, NULL, err, sizeof(err)), err);
+}
+
+/* ---- the OAuth2 refresh token file ---- */
+
+struct durable_token {
+	char *path, *token;
+	void (*done)(void *arg, int error, const char *err);
+	void *arg;
+};
+
+static void durable_token_free(struct durable_token *t)
+{
+	free(t->path);
+	if (t->token)
+		oauth2_wipe(t->token, strlen(t->token));
+	free(t->token);
+	free(t);
+}
+
+static int durable_token_work(void *arg, char *err, size_t errlen)
+{
+	struct durable_token *t = arg;
+
+	if (oauth2_save_refresh_token(t->path, t->token, err, errlen) < 0)
+		return errno ? errno : EIO;
+	return 0;
+}
+
+static void durable_token_done(void *arg, int error, const char *err)
+{
+	struct durable_token *t = arg;
+
+	t->done(t->arg, error, err);
+	durable_token_free(t);
+}
+
+void durable_save_token(void *ctx, const char *path, const char *token,
+    void (*done)(void *arg, int error, const char *err), void *arg)
+{
+	struct daemon *d = ctx;
+	struct durable_token *t = calloc(1, sizeof(*t));
+
+	if (!t || !(t->path = strdup(path)) || !(t->token = strdup(token))) {
+		if (t)
+			durable_token_free(t);
+		done(arg, ENOMEM, "out of memory");
+		return;
+	}
+	t->done = done;
+	t->arg = arg;
+	/* Serial: two rotations in a row reach the file in their order. */
+	durable_run(d->durable, durable_token_work, durable_token_done, t, true);
 }

@@ -231,6 +231,7 @@ static int main_update_relay(struct daemon *d)
 		log_err("delivery engine: out of memory applying the new configuration");
 	}
 	relay_set_signer(d->relay, d->signer);
+	relay_set_token_saver(d->relay, durable_save_token, d);
 	sched_set_deliverer(d->sched, main_deliver, d);
 	return 0;
 }

@@ -22,6 +22,8 @@
 #include "lib/rfc3339.h"
 #include "queue/mailq.h"
 #include "queue/qjson.h"
+#include "daemon/durable.h"
+#include "lib/fsutil.h"
 #include "lib/log.h"
 
 #define METRICS_MAXSH 64
@@ -41,17 +43,27 @@ struct metrics {
 	struct evhttp_bound_socket *bound;
 	char *spec;			/* what bound is bound to */
 	struct event *timer;
-	char last_error[512];		/* of the textfile: logged once per change */
+	bool writing;			/* a textfile snapshot or write is in flight */
+	char last_error[4096 + 512];	/* of the textfile: logged once per change */
 };
 
+/* One consistent view.  The spool part (queue counts) is read on a commit
+ * worker; the rest (relay state, counters, names) is loop state, added on
+ * the loop when the read is over. */
 struct metrics_snap {
 	struct daemon *d;
+	struct queue *q;
+	char (*busy)[QID_SIZE];		/* in delivery when the request was made, sorted */
+	size_t nbusy;
+	metrics_ready_fn ready;
+	void *arg;
 	double now;
 	bool queue_ok;
 	char queue_err[256];
 	unsigned long msgs[MQ_N];
 	unsigned long rcpts[Q_FAILED + 1];
 	double oldest_age;
+	struct mailq_counts counts;	/* those of `smtprelay status`, same pass */
 	struct relay_smarthost_status sh[METRICS_MAXSH];
 	size_t nsh;
 	const char *names[METRICS_MAXSH * 2];	/* configured ones first */
@@ -59,6 +71,19 @@ struct metrics_snap {
 };
 
 /* ---- one consistent view ---- */
+
+static int metrics_id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* On the worker: sched_busy() as it was when the request was made. */
+static bool metrics_busy(void *arg, const char *id)
+{
+	const struct metrics_snap *s = arg;
+
+	return s->nbusy && bsearch(id, s->busy, s->nbusy, sizeof(*s->busy), metrics_id_cmp);
+}
 
 static void metrics_count_one(void *arg, enum q_area area, const struct q_envelope *env)
 {
@@ -72,14 +97,20 @@ static void metrics_count_one(void *arg, enum q_area area, const struct q_envelo
 			s->rcpts[env->rcpts[i].state]++;
 		deferred |= env->rcpts[i].state == Q_DEFERRED;
 	}
+	s->counts.messages++;
+	s->counts.bytes += env->size;
+	s->counts.held += env->held;
 	if (area == Q_MAILDROP)
 		st = MQ_MAILDROP;
 	else if (env->held)
 		st = MQ_HELD;
-	else if (s->d->sched && sched_busy(s->d->sched, env->id))
+	else if (metrics_busy(s, env->id))
 		st = MQ_ACTIVE;
 	else
 		st = deferred ? MQ_DEFERRED : MQ_PENDING;
+	/* As mailq_count counts them: a held message in delivery is active. */
+	s->counts.maildrop += area == Q_MAILDROP;
+	s->counts.active += area == Q_QUEUE && metrics_busy(s, env->id);
 	s->msgs[st]++;
 	if (s->now - arrival > s->oldest_age)
 		s->oldest_age = s->now - arrival;
@@ -94,24 +125,61 @@ static void metrics_add_name(struct metrics_snap *s, const char *name)
 		s->names[s->nnames++] = name;
 }
 
-static void metrics_snap(struct metrics_snap *s, struct daemon *d)
+/* On a commit worker: every envelope of queue/ and maildrop/ is read
+ * here, not on the loop (10,000 queued messages are 10,000 file reads). */
+static int metrics_scan_work(void *arg, char *err, size_t errlen)
 {
-	const struct stats *st = stats_get();
+	struct metrics_snap *s = arg;
 	struct timeval tv;
 
-	memset(s, 0, sizeof(*s));
-	s->d = d;
+	(void)err;
+	(void)errlen;
 	gettimeofday(&tv, NULL);
 	s->now = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-	s->queue_ok = mailq_foreach(d->queue, Q_QUEUE, metrics_count_one, s, s->queue_err,
-	    sizeof(s->queue_err)) == 0 && mailq_foreach(d->queue, Q_MAILDROP, metrics_count_one,
+	s->queue_ok = mailq_foreach(s->q, Q_QUEUE, metrics_count_one, s, s->queue_err,
+	    sizeof(s->queue_err)) == 0 && mailq_foreach(s->q, Q_MAILDROP, metrics_count_one,
 	    s, s->queue_err, sizeof(s->queue_err)) == 0;
+	memcpy(s->counts.rcpts, s->rcpts, sizeof(s->counts.rcpts));
+	return 0;
+}
+
+/* Back on the loop: the relay's and the counters' part, then the caller. */
+static void metrics_scan_done(void *arg, int error, const char *err)
+{
+	struct metrics_snap *s = arg;
+	struct daemon *d = s->d;
+	const struct stats *st = stats_get();
+
+	if (error) {			/* the job itself could not run */
+		s->queue_ok = false;
+		snprintf(s->queue_err, sizeof(s->queue_err), "%s", err);
+	}
 	if (d->relay && d->conf->nsmarthosts)
 		s->nsh = relay_status(d->relay, s->sh, METRICS_MAXSH);
 	for (size_t i = 0; i < d->conf->nsmarthosts; i++)
 		metrics_add_name(s, d->conf->smarthosts[i].name);
 	for (size_t i = 0; i < st->nsh; i++)
 		metrics_add_name(s, st->sh[i].name);
+	s->ready(s->arg, s);
+	free(s->busy);
+	free(s);
+}
+
+void metrics_request(struct daemon *d, metrics_ready_fn ready, void *arg)
+{
+	struct metrics_snap *s = calloc(1, sizeof(*s));
+
+	if (!s || (d->sched && sched_busy_ids(d->sched, &s->busy, &s->nbusy) < 0)) {
+		free(s);
+		ready(arg, NULL);
+		return;
+	}
+	s->d = d;
+	s->q = d->queue;
+	s->ready = ready;
+	s->arg = arg;
+	s->queue_ok = true;
+	durable_run(d->durable, metrics_scan_work, metrics_scan_done, s, false);
 }
 
 static const struct relay_smarthost_status *metrics_relay_sh(const struct metrics_snap *s,
@@ -268,19 +336,13 @@ static void metrics_prom_throttled(FILE *f, const struct metrics_snap *s)
 		    metrics_throttled(&s->sh[i]));
 }
 
-int metrics_write_prom(FILE *out, struct daemon *d)
+int metrics_write_prom(FILE *out, const struct metrics_snap *s)
 {
-	struct metrics_snap *s = malloc(sizeof(*s));
-
-	if (!s)
-		return -1;
-	metrics_snap(s, d);
 	metrics_prom_queue(out, s);
 	metrics_prom_outcomes(out, s);
 	metrics_prom_conns(out);
 	metrics_prom_duration(out);
 	metrics_prom_throttled(out, s);
-	free(s);
 	return ferror(out) ? -1 : 0;
 }
 
@@ -404,16 +466,10 @@ static void metrics_json_smarthost(FILE *f, const struct metrics_snap *s, const 
 	fputc('}', f);
 }
 
-void metrics_write_json(FILE *out, struct daemon *d)
+void metrics_write_json(FILE *out, const struct metrics_snap *s)
 {
 	const struct stats *st = stats_get();
-	struct metrics_snap *s = malloc(sizeof(*s));
 
-	if (!s) {
-		fputs("{\"error\": \"out of memory\"}\n", out);
-		return;
-	}
-	metrics_snap(s, d);
 	fprintf(out, "{\"running\": true, \"pid\": %ld, \"version\": ", (long)getpid());
 	qjson_string(out, PACKAGE_VERSION);
 	metrics_json_time(out, "started", st->started);
@@ -430,25 +486,27 @@ void metrics_write_json(FILE *out, struct daemon *d)
 		metrics_json_smarthost(out, s, s->names[i]);
 	}
 	fputs("]}\n", out);
-	free(s);
 }
 
 /* ---- status text ---- */
 
-void metrics_status_head(FILE *out, struct daemon *d)
+void metrics_status_counts(FILE *out, const struct metrics_snap *s)
+{
+	if (s->queue_ok)
+		mailq_counts_print(out, &s->counts);
+	else
+		fprintf(out, "queue: %s\n", s->queue_err);
+}
+
+void metrics_status_head(FILE *out, const struct metrics_snap *s)
 {
 	const struct stats *st = stats_get();
-	struct metrics_snap *s = malloc(sizeof(*s));
 
 	fprintf(out, "received since start: %llu from sendmail, %llu over SMTP\n",
 	    (unsigned long long)st->received[STATS_SRC_SENDMAIL],
 	    (unsigned long long)st->received[STATS_SRC_SMTP]);
-	if (!s)
-		return;
-	metrics_snap(s, d);
 	if (s->queue_ok)
 		fprintf(out, "oldest message: %.0f s\n", s->oldest_age);
-	free(s);
 }
 
 static void metrics_status_senders(FILE *out, const struct conf_smarthost *ch)
@@ -505,25 +563,42 @@ void metrics_status_smarthost(FILE *out, struct daemon *d, const char *name)
 
 /* ---- HTTP (metrics_listen) ---- */
 
-static void metrics_http_cb(struct evhttp_request *req, void *arg)
+/* A scrape waiting for its snapshot.  When the client goes away
+ * meanwhile, libevent frees the connection (conn is then NULL) but keeps
+ * the request, detached, for the reply we still owe: evhttp_send_reply on
+ * a detached request only frees it.  No scrape is pending at metrics_free
+ * (main.c frees the commit stage first, which runs every done callback). */
+struct metrics_scrape {
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+};
+
+static void metrics_http_closed(struct evhttp_connection *conn, void *arg)
 {
-	struct metrics *m = arg;
-	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-	struct evbuffer *body;
+	struct metrics_scrape *w = arg;
+
+	(void)conn;
+	w->conn = NULL;
+}
+
+static void metrics_http_reply(void *arg, const struct metrics_snap *s)
+{
+	struct metrics_scrape *w = arg;
+	struct evhttp_request *req = w->req;
+	struct evbuffer *body = NULL;
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f;
 
-	if (!path || strcmp(path, "/metrics") != 0) {
-		evhttp_send_error(req, HTTP_NOTFOUND, "Not Found: metrics are at /metrics");
+	if (!w->conn) {
+		free(w);
+		evhttp_send_reply(req, HTTP_SERVUNAVAIL, "Client went away", NULL);
 		return;
 	}
-	if (!(evhttp_request_get_command(req) & (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD))) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
-		evhttp_send_error(req, 405, "Method Not Allowed");
-		return;
-	}
-	if (!(f = open_memstream(&text, &len)) || metrics_write_prom(f, m->d) < 0 ||
+	/* The connection outlives this scrape (keep-alive): forget w. */
+	evhttp_connection_set_closecb(w->conn, NULL, NULL);
+	free(w);
+	if (!s || !(f = open_memstream(&text, &len)) || metrics_write_prom(f, s) < 0 ||
 	    fclose(f) != 0 || !(body = evbuffer_new())) {
 		free(text);
 		evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
@@ -535,6 +610,32 @@ static void metrics_http_cb(struct evhttp_request *req, void *arg)
 	    "text/plain; version=0.0.4; charset=utf-8");
 	evhttp_send_reply(req, HTTP_OK, "OK", body);
 	evbuffer_free(body);
+}
+
+/* The queue is read on a commit worker; the reply follows from there. */
+static void metrics_http_cb(struct evhttp_request *req, void *arg)
+{
+	struct metrics *m = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	struct metrics_scrape *w;
+
+	if (!path || strcmp(path, "/metrics") != 0) {
+		evhttp_send_error(req, HTTP_NOTFOUND, "Not Found: metrics are at /metrics");
+		return;
+	}
+	if (!(evhttp_request_get_command(req) & (EVHTTP_REQ_GET | EVHTTP_REQ_HEAD))) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+		evhttp_send_error(req, 405, "Method Not Allowed");
+		return;
+	}
+	if (!(w = calloc(1, sizeof(*w)))) {
+		evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+		return;
+	}
+	w->req = req;
+	w->conn = evhttp_request_get_connection(req);
+	evhttp_connection_set_closecb(w->conn, metrics_http_closed, w);
+	metrics_request(m->d, metrics_http_reply, w);
 }
 
 static int metrics_socket(const struct conf_listen *l, char *err, size_t errlen)
@@ -612,55 +713,115 @@ static int metrics_http_new(struct metrics *m)
 
 /* ---- metrics_textfile ---- */
 
-static void metrics_file_error(struct metrics *m, const char *tmp, const char *what)
-{
-	char msg[sizeof(m->last_error)];
-
-	snprintf(msg, sizeof(msg), "metrics_textfile: %s %s: %s (check that the directory "
-	    "exists and is writable by user %s)", what, tmp, strerror(errno), m->d->conf->user);
-	if (strcmp(msg, m->last_error) != 0)
-		log_warn("%s", msg);
-	snprintf(m->last_error, sizeof(m->last_error), "%s", msg);
-}
+/* One write of the file, on a commit worker: the text is rendered on the
+ * loop, the open, write, rename and unlink happen here. */
+struct metrics_file {
+	struct metrics *m;
+	char *path;
+	char *text;
+	size_t len;
+	char failed[4096];		/* the file the failing step concerned */
+	const char *what;		/* the failing step */
+};
 
 /* Written beside the target, then renamed over it: the collector reads
  * *.prom only, and never sees half a file. */
-static void metrics_write_textfile(struct metrics *m, const char *path)
+static int metrics_file_work(void *arg, char *err, size_t errlen)
 {
+	struct metrics_file *w = arg;
 	char tmp[4096];
-	FILE *f;
-	int fd;
+	int fd, e;
 
-	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0 || !(f = fdopen(fd, "w"))) {
-		metrics_file_error(m, tmp, "cannot create");
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
+	(void)err;
+	(void)errlen;
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", w->path, (long)getpid());
+	snprintf(w->failed, sizeof(w->failed), "%s", tmp);
+	w->what = "cannot create";
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0)
+		return errno;
 	(void)fchmod(fd, 0644);	/* node_exporter runs as another user */
-	if (metrics_write_prom(f, m->d) < 0 || fclose(f) != 0) {
-		metrics_file_error(m, tmp, "cannot write");
+	w->what = "cannot write";
+	if (fs_write_all(fd, w->text, w->len) < 0) {
+		e = errno;
+		close(fd);
 		unlink(tmp);
+		return e;
+	}
+	if (close(fd) < 0) {
+		e = errno;
+		unlink(tmp);
+		return e;
+	}
+	if (rename(tmp, w->path) < 0) {
+		e = errno;
+		snprintf(w->failed, sizeof(w->failed), "%s", w->path);
+		w->what = "cannot rename the new file to";
+		unlink(tmp);
+		return e;
+	}
+	return 0;
+}
+
+static void metrics_file_done(void *arg, int error, const char *err)
+{
+	struct metrics_file *w = arg;
+	struct metrics *m = w->m;
+	char msg[sizeof(m->last_error)];
+
+	(void)err;
+	m->writing = false;
+	if (error) {
+		snprintf(msg, sizeof(msg), "metrics_textfile: %s %s: %s (check that the directory "
+		    "exists and is writable by user %s)", w->what, w->failed, strerror(error),
+		    m->d->conf->user);
+		if (strcmp(msg, m->last_error) != 0)
+			log_warn("%s", msg);
+		snprintf(m->last_error, sizeof(m->last_error), "%s", msg);
+	} else {
+		if (m->last_error[0])
+			log_info("metrics_textfile: %s written again", w->path);
+		m->last_error[0] = '\0';
+	}
+	free(w->path);
+	free(w->text);
+	free(w);
+}
+
+/* The snapshot is here: render it, then write it off the loop. */
+static void metrics_file_ready(void *arg, const struct metrics_snap *s)
+{
+	struct metrics *m = arg;
+	const char *path = m->d->conf->metrics_textfile;
+	struct metrics_file *w = calloc(1, sizeof(*w));
+	FILE *f = w ? open_memstream(&w->text, &w->len) : NULL;
+	bool ok = f && s && metrics_write_prom(f, s) == 0;
+
+	if (f && fclose(f) != 0)
+		ok = false;
+	if (!path || !ok || !(w->path = strdup(path))) {
+		if (path)	/* (a reload may have turned the file off meanwhile) */
+			log_warn("metrics_textfile: %s not written this time: out of memory", path);
+		m->writing = false;
+		if (w)
+			free(w->text);
+		free(w);
 		return;
 	}
-	if (rename(tmp, path) < 0) {
-		metrics_file_error(m, path, "cannot rename the new file to");
-		unlink(tmp);
-		return;
-	}
-	if (m->last_error[0])
-		log_info("metrics_textfile: %s written again", path);
-	m->last_error[0] = '\0';
+	w->m = m;
+	durable_run(m->d->durable, metrics_file_work, metrics_file_done, w, false);
 }
 
 static void metrics_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct metrics *m = arg;
 
-	if (m->d->conf->metrics_textfile)
-		metrics_write_textfile(m, m->d->conf->metrics_textfile);
+	(void)fd;
+	(void)what;
+	/* A write still in flight (a slow disk): this period is skipped. */
+	if (!m->d->conf->metrics_textfile || m->writing)
+		return;
+	m->writing = true;
+	metrics_request(m->d, metrics_file_ready, m);
 }
 
 /* ---- life cycle ---- */

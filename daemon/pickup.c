@@ -11,6 +11,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include "daemon/durable.h"
 #include "daemon/qstore.h"
 #include "daemon/sched.h"
 #include "relay/stats.h"
@@ -75,16 +76,53 @@ int pickup_scan(struct pickup *p)
 	return n;
 }
 
+/* A scan of queue/ for the index, read off the loop. */
+struct pickup_resync {
+	struct daemon *d;		/* on the loop only: pickup may be gone by then */
+	struct queue *q;
+	char (*ids)[QID_SIZE];
+	int n;
+};
+
+/* Worker: the directory of a long queue is long to read, and the scan
+ * removes stale temporary and orphan state files (unlinks). */
+static int pickup_resync_work(void *arg, char *err, size_t errlen)
+{
+	struct pickup_resync *r = arg;
+	int e;
+
+	if ((r->n = queue_scan(r->q, Q_QUEUE, &r->ids, PICKUP_TMP_AGE)) >= 0)
+		return 0;
+	e = errno ? errno : EIO;
+	snprintf(err, errlen, "%s/queue: cannot scan: %s", queue_path(r->q), strerror(e));
+	return e;
+}
+
+static void pickup_resync_done(void *arg, int error, const char *err)
+{
+	struct pickup_resync *r = arg;
+
+	if (error)
+		log_warn("%s", err);
+	for (int i = 0; !error && i < r->n; i++)
+		sched_know(r->d->sched, r->ids[i]);
+	free(r->ids);
+	free(r);
+}
+
 /* queue/ files the index does not know about (picked up under a new id,
  * or moved in by hand) are found here. */
 static void pickup_resync(struct pickup *p)
 {
-	char (*ids)[QID_SIZE] = NULL;
-	int n = queue_scan(p->d->queue, Q_QUEUE, &ids, PICKUP_TMP_AGE);
+	struct pickup_resync *r = calloc(1, sizeof(*r));
 
-	for (int i = 0; i < n; i++)
-		sched_know(p->d->sched, ids[i]);
-	free(ids);
+	if (!r) {
+		log_warn("%s/queue: not scanned this time: out of memory", queue_path(p->d->queue));
+		return;
+	}
+	r->d = p->d;
+	r->q = p->d->queue;
+	durable_run(p->d->durable, pickup_resync_work, pickup_resync_done, r, false);
 }
 
 static void pickup_inotify_cb(evutil_socket_t fd, short what, void *arg)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "daemon/dsn.h"
+#include "daemon/durable.h"
 #include "relay/maillog.h"
 #include "daemon/qstore.h"
 #include "lib/log.h"
@@ -507,6 +508,48 @@ static void sched_done(struct q_envelope *env, void *arg)
 
 /* ---- dispatching ---- */
 
+struct sched_corrupt {
+	struct queue *q;
+	char id[QID_SIZE];
+	char why[512];
+};
+
+/* Worker thread: the rename into corrupt/ and its directory fsyncs
+ * (queue_quarantine logs the outcome). */
+static int sched_quarantine_work(void *arg, char *err, size_t errlen)
+{
+	struct sched_corrupt *c = arg;
+
+	if (queue_quarantine(c->q, Q_QUEUE, c->id, c->why) == 0)
+		return 0;
+	snprintf(err, errlen, "%s: still in %s/queue, left out of delivery until the next start",
+	    c->id, queue_path(c->q));
+	return errno ? errno : EIO;
+}
+
+static void sched_quarantine_done(void *arg, int error, const char *err)
+{
+	if (error)
+		log_warn("%s", err);
+	free(arg);
+}
+
+/* A corrupt message found at run time leaves the index now and queue/ off
+ * the loop (at start, sched_load_one may move it synchronously). */
+static void sched_quarantine(struct sched *s, const char *id, const char *why)
+{
+	struct sched_corrupt *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		log_err("%s: corrupt (%s), left in the queue: out of memory", id, why);
+		return;
+	}
+	c->q = s->d->queue;
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	snprintf(c->why, sizeof(c->why), "%s", why);
+	durable_run(s->d->durable, sched_quarantine_work, sched_quarantine_done, c, false);
+}
+
 /* A message that could not be locked or read: postponed when another
  * process holds it, else dropped from the index (quarantined if corrupt). */
 static void sched_unreadable(struct sched *s, struct sched_msg *m, int error, const char *err,
@@ -520,7 +563,7 @@ static void sched_unreadable(struct sched *s, struct sched_msg *m, int error, co
 		return;
 	}
 	if (error == EBADMSG)
-		queue_quarantine(s->d->queue, Q_QUEUE, id, err);
+		sched_quarantine(s, id, err);
 	else if (error != ENOENT)
 		log_err("%s", err);
 	sched_drop(s, id);
@@ -825,4 +868,21 @@ void sched_set_finished(struct sched *s, sched_finished_fn fn, void *ctx)
 {
 	s->finished = fn;
 	s->finished_ctx = ctx;
+}
+
+int sched_busy_ids(const struct sched *s, char (**ids)[QID_SIZE], size_t *n)
+{
+	size_t k = 0, busy = 0;
+
+	*n = 0;
+	for (size_t i = 0; i < s->n; i++)
+		busy += s->msgs[i].busy;
+	if (!(*ids = malloc((busy ? busy : 1) * sizeof(**ids))))
+		return -1;
+	/* The index is sorted by id, so the copy is too. */
+	for (size_t i = 0; i < s->n; i++)
+		if (s->msgs[i].busy)
+			memcpy((*ids)[k++], s->msgs[i].id, QID_SIZE);
+	*n = k;
+	return 0;
 }

@@ -46,6 +46,10 @@ size_t sched_inflight(const struct sched *s);
 /* For the control socket (smtprelay queue/show/delete). */
 /* true while the message is handed to the deliverer. */
 bool sched_busy(const struct sched *s, const char *id);
+/* A sorted copy of the ids sched_busy() is true for (*ids malloc'ed, *n
+ * of them): what the metrics and status read off the loop classify as
+ * "in delivery".  0, or -1 on ENOMEM. */
+int sched_busy_ids(const struct sched *s, char (**ids)[QID_SIZE], size_t *n);
 /* Forget a message being deleted by uid.  0: not in delivery (dropped from
  * the index, the caller removes its files); 1: in delivery: it is removed
  * when that delivery ends (no state written, no DSN) with the log line

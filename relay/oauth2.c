@@ -58,14 +58,24 @@ struct oauth2_entry {
 	char *token;
 	double expires_at, refresh_at;	/* monotonic */
 	char *rt_sent;			/* the refresh token of the request in flight */
+	struct oauth2_saving *saving;	/* a rotated token on its way to rt_file */
 	struct oauth2_http *http;
 	struct oauth2_reqq waiting;
 	LIST_ENTRY(oauth2_entry) link;
 };
 
+/* A rotated refresh token handed to the saver: newer than rt_file until
+ * done.  e is NULL once the entry is gone or a newer token replaced it. */
+struct oauth2_saving {
+	struct oauth2_entry *e;
+	char *name, *file, *token;
+};
+
 struct oauth2 {
 	struct event_base *base;
 	struct evdns_base *dns;
+	oauth2_saver_fn save;
+	void *save_ctx;
 	LIST_HEAD(, oauth2_entry) entries;
 	struct oauth2_reqq ready;
 	struct event *ready_ev;
@@ -96,6 +106,8 @@ static bool oauth2_entry_match(const struct oauth2_entry *e, const struct conf_s
 
 static void oauth2_entry_free(struct oauth2_entry *e)
 {
+	if (e->saving)
+		e->saving->e = NULL;
 	oauth2_http_cancel(e->http);
 	if (e->ctx)
 		SSL_CTX_free(e->ctx);
@@ -207,19 +219,66 @@ static void oauth2_entry_finish(struct oauth2_entry *e, const char *error)
 	}
 }
 
+static void oauth2_saved_log(const char *name, const char *file, int error, const char *err)
+{
+	if (error)
+		log_err("smarthost %s: the provider issued a new refresh token but it could not "
+		    "be saved (%s): the old one may stop working; fix the file's directory "
+		    "permissions or run `smtprelay oauth2-login %s`", name, err, name);
+	else
+		log_info("smarthost %s: the provider rotated the refresh token; saved it to %s",
+		    name, file);
+}
+
+static void oauth2_saving_free(struct oauth2_saving *v)
+{
+	if (v->e && v->e->saving == v)
+		v->e->saving = NULL;
+	free(v->name);
+	free(v->file);
+	oauth2_free_secret(v->token);
+	free(v);
+}
+
+/* The saver is done: from now on the file holds the token (or the error
+ * is logged and the next refresh reads the file again, as it would have). */
+static void oauth2_saved(void *arg, int error, const char *err)
+{
+	struct oauth2_saving *v = arg;
+
+	oauth2_saved_log(v->name, v->file, error, err);
+	oauth2_saving_free(v);
+}
+
+/* Hand rt to the saver; false when there is none or out of memory. */
+static bool oauth2_save_later(struct oauth2_entry *e, const char *rt)
+{
+	struct oauth2_saving *v;
+
+	if (!e->o->save || !(v = calloc(1, sizeof(*v))))
+		return false;
+	if (!(v->name = strdup(e->name)) || !(v->file = strdup(e->rt_file)) ||
+	    !(v->token = strdup(rt))) {
+		oauth2_saving_free(v);
+		return false;
+	}
+	if (e->saving)
+		e->saving->e = NULL;	/* superseded: the saver keeps their order */
+	v->e = e;
+	e->saving = v;
+	e->o->save(e->o->save_ctx, v->file, v->token, oauth2_saved, v);
+	return true;
+}
+
 static void oauth2_rotated(struct oauth2_entry *e, const char *rt)
 {
 	char err[OAUTH2_ERR_MAX];
+	int r;
 
-	if (!rt || !e->rt_sent || strcmp(rt, e->rt_sent) == 0)
+	if (!rt || !e->rt_sent || strcmp(rt, e->rt_sent) == 0 || oauth2_save_later(e, rt))
 		return;
-	if (oauth2_save_refresh_token(e->rt_file, rt, err, sizeof(err)) < 0)
-		log_err("smarthost %s: the provider issued a new refresh token but it could not "
-		    "be saved (%s): the old one may stop working; fix the file's directory "
-		    "permissions or run `smtprelay oauth2-login %s`", e->name, err, e->name);
-	else
-		log_info("smarthost %s: the provider rotated the refresh token; saved it to %s",
-		    e->name, e->rt_file);
+	r = oauth2_save_refresh_token(e->rt_file, rt, err, sizeof(err));
+	oauth2_saved_log(e->name, e->rt_file, r < 0 ? (errno ? errno : EIO) : 0, err);
 }
 
 static void oauth2_store(struct oauth2_entry *e, struct oauth2_token *tok, const char *host)
@@ -303,7 +362,11 @@ static int oauth2_prepare(struct oauth2_entry *e, const struct conf_smarthost *s
 	char err[OAUTH2_ERR_MAX];
 
 	oauth2_free_secret(e->rt_sent);
-	e->rt_sent = oauth2_load_refresh_token(e->rt_file, err, sizeof(err));
+	/* A rotated token still being saved is newer than the file. */
+	e->rt_sent = e->saving ? strdup(e->saving->token) :
+	    oauth2_load_refresh_token(e->rt_file, err, sizeof(err));
+	if (!e->rt_sent && e->saving)
+		snprintf(err, sizeof(err), "out of memory");
 	if (!e->rt_sent) {
 		snprintf(msg, len, "smarthost %s: no refresh token (%s): run `smtprelay "
 		    "oauth2-login %s`", e->name, err, e->name);
@@ -361,6 +424,12 @@ struct oauth2 *oauth2_new(struct event_base *base, struct evdns_base *dns)
 		return NULL;
 	}
 	return o;
+}
+
+void oauth2_set_saver(struct oauth2 *o, oauth2_saver_fn save, void *ctx)
+{
+	o->save = save;
+	o->save_ctx = ctx;
 }
 
 void oauth2_free(struct oauth2 *o)

@@ -7,7 +7,8 @@
  * tls_ca_file, SNI, host name), keeps it in memory until shortly before it
  * expires, coalesces concurrent requests for the same smarthost into one
  * HTTP request, and writes a rotated refresh token back to
- * oauth2_refresh_token_file atomically (mode 0600).  A rejected refresh
+ * oauth2_refresh_token_file atomically (mode 0600), off the loop when the
+ * owner gives it a saver (oauth2_set_saver).  A rejected refresh
  * token or client (invalid_grant, invalid_client) is a configuration error
  * that names the command to run; every other failure names the endpoint's
  * host.  No token, client secret or device code ever reaches a log or an
@@ -68,6 +69,18 @@ void oauth2_invalidate(struct oauth2 *o, const struct conf_smarthost *sh);
 /* For messages and `smtprelay probe`: "oauth2_token_url (HOST)",
  * "password_command", "password" or "none". */
 void oauth2_source(const struct conf_smarthost *sh, char *dst, size_t len);
+/* Saving a rotated refresh token waits for the disk (fsync, rename, fsync
+ * of the directory).  A saver runs oauth2_save_refresh_token(path, token)
+ * off the event loop, in the order asked, and calls done(arg, error, err)
+ * later on the loop (error 0 or an errno, err from the save); path and
+ * token are valid during the call only (copy them; wipe the token copy).
+ * Until done, a refresh uses the new token, not the file.  Without a saver
+ * (front ends, tests) the token is written before oauth2_get's caller
+ * hears of the new access token. */
+typedef void (*oauth2_saved_fn)(void *arg, int error, const char *err);
+typedef void (*oauth2_saver_fn)(void *ctx, const char *path, const char *token,
+    oauth2_saved_fn done, void *arg);
+void oauth2_set_saver(struct oauth2 *o, oauth2_saver_fn save, void *ctx);
 /* At start: the refresh token file is readable and its directory writable
  * (a rotated token must be saved).  0, or -1 with a message in err. */
 int oauth2_check_files(const struct conf_smarthost *sh, char *err, size_t errlen);

@@ -1361,6 +1361,11 @@ struct relay *relay_new(struct event_base *base, struct evdns_base *dns, struct 
 	return r;
 }
 
+void relay_set_token_saver(struct relay *r, oauth2_saver_fn save, void *ctx)
+{
+	oauth2_set_saver(r->oauth2, save, ctx);
+}
+
 void relay_get_tuning(const struct relay *r, struct relay_tuning *t)
 {
 	*t = r->tune;

@@ -21,6 +21,7 @@
 
 #include "conf/conf.h"
 #include "queue/queue.h"
+#include "relay/oauth2.h"
 
 struct relay;
 
@@ -65,6 +66,11 @@ void relay_free(struct relay *r);
 
 /* DKIM keys for the messages sent from now on (NULL: none); the caller
  * keeps s alive until it is replaced or the relay is freed. */
+/* Where a rotated OAuth2 refresh token is saved (relay/oauth2.h,
+ * oauth2_set_saver): the daemon passes its commit stage; without it the
+ * relay writes the file on the loop. */
+void relay_set_token_saver(struct relay *r, oauth2_saver_fn save, void *ctx);
+
 struct signer;
 void relay_set_signer(struct relay *r, const struct signer *s);
 

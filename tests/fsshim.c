@@ -8,6 +8,8 @@
  *                         writev of a file whose path matches the glob
  *                         FSSHIM_WRITE_DELAY_PATH (a disk that falls behind
  *                         a fast sender; sockets and logs are not slowed)
+ *   FSSHIM_UNLINK_US=N    add N microseconds to every unlink/unlinkat (a
+ *                         directory update on a slow or FUSE file system)
  *   FSSHIM_COUNT=PATH     count fsync/fdatasync calls in PATH (created; 8
  *                         bytes, shared by every process that has the shim:
  *                         read it as a little-endian uint64)
@@ -59,7 +61,10 @@ static int fsshim_nrules;
 static long fsshim_delay_us;
 static long fsshim_write_delay_us;
 static char fsshim_write_glob[256];
+static long fsshim_unlink_us;
 static uint64_t *fsshim_counter;
+
+static void fsshim_sleep_us(long us);
 
 static const struct { const char *name; int err; } fsshim_errnos[] = {
 	{ "ENOSPC", ENOSPC }, { "EIO", EIO }, { "EDQUOT", EDQUOT }, { "EROFS", EROFS },
@@ -108,11 +113,12 @@ static void fsshim_map_counter(const char *path)
 static void fsshim_init(void)
 {
 	const char *d = getenv("FSSHIM_DELAY_US"), *c = getenv("FSSHIM_COUNT");
-	const char *f = getenv("FSSHIM_FAIL");
+	const char *f = getenv("FSSHIM_FAIL"), *u = getenv("FSSHIM_UNLINK_US");
 	const char *wd = getenv("FSSHIM_WRITE_DELAY_US"), *wp = getenv("FSSHIM_WRITE_DELAY_PATH");
 	char *copy, *save = NULL;
 
 	fsshim_delay_us = d ? atol(d) : 0;
+	fsshim_unlink_us = u ? atol(u) : 0;
 	fsshim_write_delay_us = wd && wp && *wp ? atol(wd) : 0;
 	snprintf(fsshim_write_glob, sizeof(fsshim_write_glob), "%s", wp ? wp : "");
 	if (c && *c)
@@ -126,14 +132,6 @@ static void fsshim_init(void)
 		free(one);
 	}
 	free(copy);
-}
-
-static void fsshim_sleep_us(long us)
-{
-	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 static bool fsshim_path(int fd, char *path, size_t len)
@@ -195,19 +193,24 @@ static bool fsshim_fails(enum fsshim_op op, int fd, const char *name)
 	return false;
 }
 
-static void fsshim_flush_delay(void)
+static void fsshim_sleep_us(long us)
 {
 	struct timespec ts;
 
+	if (us <= 0)
+		return;
+	ts.tv_sec = us / 1000000;
+	ts.tv_nsec = (us % 1000000) * 1000;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void fsshim_flush_delay(void)
+{
 	pthread_once(&fsshim_once, fsshim_init);
 	if (fsshim_counter)
 		__atomic_add_fetch(fsshim_counter, 1, __ATOMIC_SEQ_CST);
-	if (fsshim_delay_us <= 0)
-		return;
-	ts.tv_sec = fsshim_delay_us / 1000000;
-	ts.tv_nsec = (fsshim_delay_us % 1000000) * 1000;
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
+	fsshim_sleep_us(fsshim_delay_us);
 }
 
 int fsync(int fd)
@@ -306,6 +309,28 @@ int renameat2(int fromfd, const char *from, int tofd, const char *to, unsigned f
 	if (fsshim_fails(OP_RENAME, -1, from))
 		return -1;
 	return next(fromfd, from, tofd, to, flags);
+}
+
+int unlink(const char *path)
+{
+	static int (*next)(const char *);
+
+	if (!next)
+		next = fsshim_next("unlink");
+	pthread_once(&fsshim_once, fsshim_init);
+	fsshim_sleep_us(fsshim_unlink_us);
+	return next(path);
+}
+
+int unlinkat(int dirfd, const char *path, int flags)
+{
+	static int (*next)(int, const char *, int);
+
+	if (!next)
+		next = fsshim_next("unlinkat");
+	pthread_once(&fsshim_once, fsshim_init);
+	fsshim_sleep_us(fsshim_unlink_us);
+	return next(dirfd, path, flags);
 }
 
 /* For a test that changes FSSHIM_* between cases in one process: read them

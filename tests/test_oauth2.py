@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -157,11 +158,12 @@ class OAuth2Test(unittest.TestCase):
 
     # ---- the daemon itself ----
 
-    def daemon(self):
+    def daemon(self, env=None):
         log = open(os.path.join(self.dir, "smtprelayd.log"), "w+b")
         self.addCleanup(log.close)
         proc = subprocess.Popen([os.path.join(BUILD, "smtprelayd"), "-d", "-C", self.conf],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                env=dict(os.environ, **(env or {})))
 
         def stop():
             if proc.poll() is None:
@@ -189,6 +191,40 @@ class OAuth2Test(unittest.TestCase):
         self.assertEqual(len(ts.requests()), 1)
         proc.terminate()
         self.assertEqual(proc.wait(timeout=15), 0)
+
+    def test_daemon_saves_rotated_token_off_the_loop(self):
+        # Every fsync takes 0.5 s: the save (the file's, then the
+        # directory's) holds the disk 1 s, and must not hold the listener.
+        rt1 = "rt1-rotated-Lm9nOp"
+        ts = self.tokenserver(rotate=[rt1])
+        fx = self.smarthost([{"name": "sub", "mode": "starttls"}], AT)
+        port = free_port()
+        self.write_conf(self.section(fx.ports["sub"], ts.port))
+        with open(self.conf) as f:
+            text = f.read().replace("listen = {}", 'listen = {"127.0.0.1:%d"}' % port)
+        with open(self.conf, "w") as f:
+            f.write(text)
+        proc, log = self.daemon(env={"LD_PRELOAD": os.path.join(BUILD, "tests", "fsshim.so"),
+                                     "FSSHIM_DELAY_US": "500000",
+                                     "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
+                                     ":verify_asan_link_order=0"})
+
+        def logged(what):
+            log.seek(0)
+            return what in log.read().decode(errors="replace")
+        testlib.wait_for(lambda: logged(" ready\n"), 15, "smtprelayd ready")
+        p = subprocess.run([os.path.join(BUILD, "sendmail"), "-C", self.conf, "b@example.net"],
+                           input=b"Subject: oauth2\n\nhi\n", capture_output=True, timeout=10)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        testlib.wait_for(lambda: logged("new OAuth2 access token from"), 30, "a token")
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+            self.assertTrue(c.makefile("rb").readline().startswith(b"220"))
+        greeting = time.monotonic() - t0
+        testlib.wait_for(lambda: logged("rotated the refresh token; saved it to"), 30, "saved")
+        self.assertLess(greeting, 0.3, "220 took %.3f s while the token was saved" % greeting)
+        self.assertEqual(self.read_rt(), rt1 + "\n")
+        fx.wait_messages(1)
 
     def test_daemon_checks_refresh_token_file_at_start(self):
         ts = self.tokenserver()
