@@ -28,6 +28,7 @@ struct pickup {
 	char path[PATH_MAX];
 	unsigned inflight;		/* moves under way off the loop */
 	bool rescan;			/* a scan was asked for meanwhile */
+	bool scanning;			/* maildrop/ being read off the loop */
 };
 
 /* One move is over (the pickup may be gone: the daemon is stopping).  On
@@ -53,27 +54,68 @@ static void pickup_moved(void *arg, int error, const char *err, const struct mai
 	pickup_scan(p);
 }
 
+struct pickup_mscan {
+	struct daemon *d;		/* on the loop only: pickup may be gone by then */
+	struct queue *q;
+	char (*ids)[QID_SIZE];
+	int n;
+};
+
+/* Worker: reading maildrop/ and removing the temporary files of a
+ * sendmail that died (unlinks) do not belong on the loop. */
+static int pickup_mscan_work(void *arg, char *err, size_t errlen)
+{
+	struct pickup_mscan *r = arg;
+	int e;
+
+	if ((r->n = queue_scan(r->q, Q_MAILDROP, &r->ids, PICKUP_TMP_AGE)) >= 0)
+		return 0;
+	e = errno ? errno : EIO;
+	snprintf(err, errlen, "%s/maildrop: cannot scan: %s", queue_path(r->q), strerror(e));
+	return e;
+}
+
+static void pickup_mscan_done(void *arg, int error, const char *err)
+{
+	struct pickup_mscan *r = arg;
+	struct pickup *p = r->d->pickup;
+
+	if (p)
+		p->scanning = false;
+	if (error)
+		log_err("%s", err);
+	else if (p) {
+		/* Counted first: a synchronous completion must not start a rescan. */
+		p->inflight += (unsigned)r->n;
+		for (int i = 0; i < r->n; i++)
+			qstore_pickup(p->d, r->ids[i], pickup_moved, p->d);
+	}
+	free(r->ids);
+	free(r);
+	if (p && !p->inflight && p->rescan) {
+		p->rescan = false;
+		pickup_scan(p);
+	}
+}
+
 int pickup_scan(struct pickup *p)
 {
-	char (*ids)[QID_SIZE] = NULL;
-	int n;
+	struct pickup_mscan *r;
 
 	/* A scan now would see the files still being moved: wait for them. */
-	if (p->inflight) {
+	if (p->inflight || p->scanning) {
 		p->rescan = true;
 		return 0;
 	}
-	n = queue_scan(p->d->queue, Q_MAILDROP, &ids, PICKUP_TMP_AGE);
-	if (n < 0) {
-		log_err("%s/maildrop: cannot scan: %s", queue_path(p->d->queue), strerror(errno));
+	if (!(r = calloc(1, sizeof(*r)))) {
+		log_err("%s/maildrop: not scanned this time: out of memory", queue_path(p->d->queue));
 		return -1;
 	}
-	/* Counted first: a synchronous completion must not start a rescan. */
-	p->inflight += (unsigned)n;
-	for (int i = 0; i < n; i++)
-		qstore_pickup(p->d, ids[i], pickup_moved, p->d);
-	free(ids);
-	return n;
+	r->d = p->d;
+	r->q = p->d->queue;
+	p->scanning = true;
+	durable_run(p->d->durable, pickup_mscan_work, pickup_mscan_done, r, false);
+	return 0;
 }
 
 /* A scan of queue/ for the index, read off the loop. */

@@ -16,9 +16,10 @@
 
 struct pickup *pickup_new(struct daemon *d);
 void pickup_free(struct pickup *p);
-/* Scan maildrop/ now and move what is there off the loop (daemon/qstore.h);
- * returns how many moves were started.  While moves are under way, the scan
- * is done when they are over. */
+/* Scan maildrop/ now and move what is there, all off the loop (the scan
+ * through durable_run, the moves through daemon/qstore.h); 0, or -1 when
+ * out of memory.  While a scan or moves are under way, the scan is done
+ * again when they are over. */
 int pickup_scan(struct pickup *p);
 
 #endif
