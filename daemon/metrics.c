@@ -44,6 +44,7 @@ struct metrics {
 	char *spec;			/* what bound is bound to */
 	struct event *timer;
 	bool writing;			/* a textfile snapshot or write is in flight */
+	bool again;			/* asked for meanwhile (a reload): write once more */
 	char last_error[4096 + 512];	/* of the textfile: logged once per change */
 };
 
@@ -762,6 +763,18 @@ static int metrics_file_work(void *arg, char *err, size_t errlen)
 	return 0;
 }
 
+static void metrics_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The write in flight is over; a reload that came meanwhile gets its own. */
+static void metrics_file_finished(struct metrics *m)
+{
+	m->writing = false;
+	if (m->again) {
+		m->again = false;
+		metrics_timer_cb(-1, 0, m);
+	}
+}
+
 static void metrics_file_done(void *arg, int error, const char *err)
 {
 	struct metrics_file *w = arg;
@@ -769,7 +782,6 @@ static void metrics_file_done(void *arg, int error, const char *err)
 	char msg[sizeof(m->last_error)];
 
 	(void)err;
-	m->writing = false;
 	if (error) {
 		snprintf(msg, sizeof(msg), "metrics_textfile: %s %s: %s (check that the directory "
 		    "exists and is writable by user %s)", w->what, w->failed, strerror(error),
@@ -785,6 +797,7 @@ static void metrics_file_done(void *arg, int error, const char *err)
 	free(w->path);
 	free(w->text);
 	free(w);
+	metrics_file_finished(m);
 }
 
 /* The snapshot is here: render it, then write it off the loop. */
@@ -801,10 +814,10 @@ static void metrics_file_ready(void *arg, const struct metrics_snap *s)
 	if (!path || !ok || !(w->path = strdup(path))) {
 		if (path)	/* (a reload may have turned the file off meanwhile) */
 			log_warn("metrics_textfile: %s not written this time: out of memory", path);
-		m->writing = false;
 		if (w)
 			free(w->text);
 		free(w);
+		metrics_file_finished(m);
 		return;
 	}
 	w->m = m;
@@ -816,10 +829,14 @@ static void metrics_timer_cb(evutil_socket_t fd, short what, void *arg)
 	struct metrics *m = arg;
 
 	(void)fd;
-	(void)what;
-	/* A write still in flight (a slow disk): this period is skipped. */
-	if (!m->d->conf->metrics_textfile || m->writing)
+	/* A write still in flight (a slow disk): a period is skipped; a reload
+	 * (what 0, not a timer event) is written once that write is over. */
+	if (!m->d->conf->metrics_textfile)
 		return;
+	if (m->writing) {
+		m->again = m->again || what == 0;
+		return;
+	}
 	m->writing = true;
 	metrics_request(m->d, metrics_file_ready, m);
 }

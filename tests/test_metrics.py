@@ -198,9 +198,12 @@ class MetricsTest(testlib.TestCase):
         self.assertEqual((status, ctype), (200, "text/plain; version=0.0.4; charset=utf-8"))
         self.check_values(parse(body), refused)
         self.check_status_json(d, s, refused)
-        # SIGHUP keeps every count and rewrites the textfile at once.
+        # SIGHUP keeps every count and rewrites the textfile at once (by a
+        # commit thread: the reload does not wait for it).
+        os.unlink(self.textfile)
         d.proc.send_signal(signal.SIGHUP)
         d.wait_log(r"configuration reloaded")
+        wait_for(lambda: os.path.exists(self.textfile), 10, "the textfile rewritten")
         with open(self.textfile) as f:
             self.check_values(parse(f.read()), refused)
         self.check_values(parse(self.admin(d, "metrics").stdout.decode()), refused)
