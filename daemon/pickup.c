@@ -54,30 +54,49 @@ static void pickup_moved(void *arg, int error, const char *err, const struct mai
 	pickup_scan(p);
 }
 
-struct pickup_mscan {
-	struct daemon *d;		/* on the loop only: pickup may be gone by then */
+/* One scan of a spool area, read off the loop (maildrop/ for new mail,
+ * queue/ for the index); pickup may be gone when it is back. */
+struct pickup_dirscan {
+	struct daemon *d;		/* on the loop only */
 	struct queue *q;
+	enum q_area area;
 	char (*ids)[QID_SIZE];
 	int n;
 };
 
-/* Worker: reading maildrop/ and removing the temporary files of a
- * sendmail that died (unlinks) do not belong on the loop. */
-static int pickup_mscan_work(void *arg, char *err, size_t errlen)
+static struct pickup_dirscan *pickup_dirscan_new(struct pickup *p, enum q_area area)
 {
-	struct pickup_mscan *r = arg;
+	struct pickup_dirscan *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		log_err("%s/%s: not scanned this time: out of memory", queue_path(p->d->queue),
+		    area == Q_MAILDROP ? "maildrop" : "queue");
+		return NULL;
+	}
+	r->d = p->d;
+	r->q = p->d->queue;
+	r->area = area;
+	return r;
+}
+
+/* Worker: a long directory is long to read, and the scan removes stale
+ * temporary files (of a sendmail that died, of a crash) with unlinks. */
+static int pickup_dirscan_work(void *arg, char *err, size_t errlen)
+{
+	struct pickup_dirscan *r = arg;
 	int e;
 
-	if ((r->n = queue_scan(r->q, Q_MAILDROP, &r->ids, PICKUP_TMP_AGE)) >= 0)
+	if ((r->n = queue_scan(r->q, r->area, &r->ids, PICKUP_TMP_AGE)) >= 0)
 		return 0;
 	e = errno ? errno : EIO;
-	snprintf(err, errlen, "%s/maildrop: cannot scan: %s", queue_path(r->q), strerror(e));
+	snprintf(err, errlen, "%s/%s: cannot scan: %s", queue_path(r->q),
+	    r->area == Q_MAILDROP ? "maildrop" : "queue", strerror(e));
 	return e;
 }
 
 static void pickup_mscan_done(void *arg, int error, const char *err)
 {
-	struct pickup_mscan *r = arg;
+	struct pickup_dirscan *r = arg;
 	struct pickup *p = r->d->pickup;
 
 	if (p)
@@ -100,49 +119,23 @@ static void pickup_mscan_done(void *arg, int error, const char *err)
 
 int pickup_scan(struct pickup *p)
 {
-	struct pickup_mscan *r;
+	struct pickup_dirscan *r;
 
 	/* A scan now would see the files still being moved: wait for them. */
 	if (p->inflight || p->scanning) {
 		p->rescan = true;
 		return 0;
 	}
-	if (!(r = calloc(1, sizeof(*r)))) {
-		log_err("%s/maildrop: not scanned this time: out of memory", queue_path(p->d->queue));
+	if (!(r = pickup_dirscan_new(p, Q_MAILDROP)))
 		return -1;
-	}
-	r->d = p->d;
-	r->q = p->d->queue;
 	p->scanning = true;
-	durable_run(p->d->durable, pickup_mscan_work, pickup_mscan_done, r, false);
+	durable_run(p->d->durable, pickup_dirscan_work, pickup_mscan_done, r, false);
 	return 0;
-}
-
-/* A scan of queue/ for the index, read off the loop. */
-struct pickup_resync {
-	struct daemon *d;		/* on the loop only: pickup may be gone by then */
-	struct queue *q;
-	char (*ids)[QID_SIZE];
-	int n;
-};
-
-/* Worker: the directory of a long queue is long to read, and the scan
- * removes stale temporary and orphan state files (unlinks). */
-static int pickup_resync_work(void *arg, char *err, size_t errlen)
-{
-	struct pickup_resync *r = arg;
-	int e;
-
-	if ((r->n = queue_scan(r->q, Q_QUEUE, &r->ids, PICKUP_TMP_AGE)) >= 0)
-		return 0;
-	e = errno ? errno : EIO;
-	snprintf(err, errlen, "%s/queue: cannot scan: %s", queue_path(r->q), strerror(e));
-	return e;
 }
 
 static void pickup_resync_done(void *arg, int error, const char *err)
 {
-	struct pickup_resync *r = arg;
+	struct pickup_dirscan *r = arg;
 
 	if (error)
 		log_warn("%s", err);
@@ -156,15 +149,10 @@ static void pickup_resync_done(void *arg, int error, const char *err)
  * or moved in by hand) are found here. */
 static void pickup_resync(struct pickup *p)
 {
-	struct pickup_resync *r = calloc(1, sizeof(*r));
+	struct pickup_dirscan *r = pickup_dirscan_new(p, Q_QUEUE);
 
-	if (!r) {
-		log_warn("%s/queue: not scanned this time: out of memory", queue_path(p->d->queue));
-		return;
-	}
-	r->d = p->d;
-	r->q = p->d->queue;
-	durable_run(p->d->durable, pickup_resync_work, pickup_resync_done, r, false);
+	if (r)
+		durable_run(p->d->durable, pickup_dirscan_work, pickup_resync_done, r, false);
 }
 
 static void pickup_inotify_cb(evutil_socket_t fd, short what, void *arg)
